@@ -1,0 +1,141 @@
+// Command hello is podcell's demo service and the fixture its tests run in real
+// containers. It is a static binary so its image can be built FROM scratch on a
+// host with no registry.
+//
+// It listens on $PORT and answers:
+//
+//	/            "$GREETING from <hostname>"
+//	/env?name=N  the value of env var N
+//	/write?path=P  writes a file at P: 200 "ok" or 500 with the error
+//	/limits      the cgroup limits and privileges the process sees, as JSON
+//	/sleep?d=D   answers after duration D (e.g. 200ms)
+//	/exit?code=C exits with code C after answering
+//
+// HELLO_FAIL_START=msg makes it print msg to stderr and exit 1 before listening,
+// so tests can model an image that crash-loops. HELLO_START_DELAY=D waits D
+// before listening, to model a slow start.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if msg := os.Getenv("HELLO_FAIL_START"); msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
+		os.Exit(1)
+	}
+	if d, err := time.ParseDuration(os.Getenv("HELLO_START_DELAY")); err == nil {
+		time.Sleep(d)
+	}
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	host, _ := os.Hostname()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		greeting := os.Getenv("GREETING")
+		if greeting == "" {
+			greeting = "hello"
+		}
+		w.Header().Set("X-Instance", host)
+		fmt.Fprintf(w, "%s from %s\n", greeting, host)
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Instance", host)
+		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("name")))
+	})
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		if err := os.WriteFile(r.URL.Query().Get("path"), []byte("x"), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/limits", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(readLimits())
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("X-Instance", host)
+		fmt.Fprintf(w, "slept %s on %s\n", d, host)
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		fmt.Fprintf(w, "exiting %d\n", code)
+		w.(http.Flusher).Flush()
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			fmt.Fprintf(os.Stderr, "exit requested with code %d\n", code)
+			os.Exit(code)
+		}()
+	})
+
+	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	fmt.Fprintf(os.Stderr, "hello listening on :%s\n", port)
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// readLimits reports what the kernel enforces on this process, for cgroup v1
+// and v2 alike, so tests check the limits from inside the container.
+func readLimits() map[string]string {
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	out := map[string]string{}
+	if read("/sys/fs/cgroup/cgroup.controllers") != "" {
+		out["cgroup"] = "v2"
+		out["memory"] = read("/sys/fs/cgroup/memory.max")
+		out["swap"] = read("/sys/fs/cgroup/memory.swap.max")
+		out["cpu"] = read("/sys/fs/cgroup/cpu.max")
+		out["cpuset"] = read("/sys/fs/cgroup/cpuset.cpus.effective")
+		out["pids"] = read("/sys/fs/cgroup/pids.max")
+	} else {
+		out["cgroup"] = "v1"
+		out["memory"] = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		out["memsw"] = read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+		out["cpu"] = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + " " + read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+		out["cpuset"] = read("/sys/fs/cgroup/cpuset/cpuset.cpus")
+		out["pids"] = read("/sys/fs/cgroup/pids/pids.max")
+	}
+	for _, line := range strings.Split(read("/proc/self/status"), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "NoNewPrivs" || k == "CapEff" || k == "CapBnd") {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	out["uid_map"] = strings.Join(strings.Fields(read("/proc/self/uid_map")), " ")
+	return out
+}

@@ -1,0 +1,455 @@
+// Package scaler runs services as Podman containers that scale from zero to a
+// maximum by in-flight load and back to zero when idle. It knows nothing of
+// HTTP routing: the gateway asks a Service for an instance (Acquire), proxies
+// to its address and releases it.
+package scaler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Options configure a Scaler.
+type Options struct {
+	// Owner labels every container, so two podcells on one host (or a test
+	// and a real one) never touch each other's. Default "podcell".
+	Owner string
+	// UserNS is the user namespace mode for rootful Podman: "auto" (default)
+	// maps each container's root to its own unprivileged host uid range;
+	// "host" runs without a user namespace. Rootless Podman ignores it.
+	UserNS string
+	// AllowUnenforcedLimits lets services run where the host cannot enforce
+	// memory and CPU limits (rootless Podman on cgroup v1). Off by default:
+	// such a service is refused.
+	AllowUnenforcedLimits bool
+	// KeepOnClose leaves instances running when the scaler closes, for the
+	// next scaler with the same Owner to adopt.
+	KeepOnClose bool
+	Logger      *zap.Logger
+}
+
+// Scaler owns the services and their containers.
+type Scaler struct {
+	rt   Runtime
+	host HostInfo
+	opts Options
+	log  *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.RWMutex
+	services map[string]*Service
+
+	cpuOffset atomic.Int64
+}
+
+// New probes the host through rt and starts watching container events.
+func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
+	if opts.Owner == "" {
+		opts.Owner = "podcell"
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	switch opts.UserNS {
+	case "", "auto", "host":
+	default:
+		return nil, fmt.Errorf("userns %q is not supported: use auto or host", opts.UserNS)
+	}
+	host, err := rt.Host(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if opts.UserNS == "" {
+		opts.UserNS = "auto"
+	}
+	s := &Scaler{rt: rt, host: host, opts: opts, log: opts.Logger, services: map[string]*Service{}}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go s.watchEvents()
+	if !host.LimitsEnforced() {
+		s.log.Warn("this host cannot enforce memory and CPU limits (rootless Podman on cgroup v1)",
+			zap.Bool("allow_unenforced_limits", opts.AllowUnenforcedLimits))
+	}
+	return s, nil
+}
+
+// Host is what the scaler found out about the container host.
+func (s *Scaler) Host() HostInfo { return s.host }
+
+// Runtime is the container runtime the scaler uses.
+func (s *Scaler) Runtime() Runtime { return s.rt }
+
+// Apply adds the service or updates it to cfg. A changed image, command, env
+// or limits rolls its instances over to a new revision without dropping
+// requests; scaling settings apply at once.
+func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !s.host.LimitsEnforced() && !s.opts.AllowUnenforcedLimits {
+		return nil, fmt.Errorf("service %s: this host runs rootless Podman on cgroup v1, which ignores memory and CPU limits; "+
+			"use rootful Podman (podcell runs it with userns=auto), move to a cgroup v2 host, or set allow_unenforced_limits to run without limits", cfg.Name)
+	}
+	lim, err := LimitsFor(cfg.MemoryMB, cfg.TmpMB, cfg.PidsLimit)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	if svc := s.services[cfg.Name]; svc != nil {
+		svc.update(cfg, lim)
+		return svc, nil
+	}
+	svc := &Service{sc: s, log: s.log, name: cfg.Name, cfg: cfg, rev: cfg.Revision(), limits: lim,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.services[cfg.Name] = svc
+	go svc.run(s.ctx)
+	svc.kickLoop()
+	return svc, nil
+}
+
+// Service returns the named service, or nil.
+func (s *Scaler) Service(name string) *Service {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.services[name]
+}
+
+// Services lists the services by name.
+func (s *Scaler) Services() []*Service {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Service, 0, len(s.services))
+	for _, svc := range s.services {
+		out = append(out, svc)
+	}
+	return out
+}
+
+// Remove drains and removes a service's instances and forgets it.
+func (s *Scaler) Remove(ctx context.Context, name string) error {
+	s.mu.Lock()
+	svc := s.services[name]
+	delete(s.services, name)
+	s.mu.Unlock()
+	if svc == nil {
+		return fmt.Errorf("service %q does not exist", name)
+	}
+	return svc.shutdown(ctx, false)
+}
+
+// Close stops every service. Their containers are removed unless the
+// scaler was told to keep them; waiting requests fail with ErrClosed.
+func (s *Scaler) Close(ctx context.Context) error {
+	s.mu.Lock()
+	svcs := s.services
+	s.services = map[string]*Service{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 0)
+	var emu sync.Mutex
+	for _, svc := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := svc.shutdown(ctx, s.opts.KeepOnClose); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	s.cancel()
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// shutdown fails waiters, stops the loop and, unless keep, stops and
+// removes every instance (in-flight requests get their stop grace).
+func (svc *Service) shutdown(ctx context.Context, keep bool) error {
+	svc.mu.Lock()
+	svc.closed = true
+	svc.failQueueLocked(ErrClosed)
+	var ids []string
+	for _, inst := range svc.instances {
+		if inst.id == "" {
+			continue
+		}
+		if keep && inst.state != stStandby && inst.state != stStopping {
+			continue
+		}
+		ids = append(ids, inst.id)
+		inst.state = stStopping
+	}
+	grace := svc.cfg.StopGrace
+	svc.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			svc.sc.rt.Stop(ctx, id, grace)
+			errs[i] = svc.sc.rt.Remove(ctx, id)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Scaler) containerName(service string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return s.opts.Owner + "-" + service + "-" + hex.EncodeToString(b[:])
+}
+
+// spec is the container an instance runs in.
+func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSpec {
+	env := make(map[string]string, len(cfg.Env)+1)
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	env["PORT"] = strconv.Itoa(cfg.Port)
+	cs := ContainerSpec{
+		Name:    inst.name,
+		Image:   cfg.Image,
+		Command: cfg.Command,
+		Env:     env,
+		Labels: map[string]string{
+			LabelOwner:    s.opts.Owner,
+			LabelService:  cfg.Name,
+			LabelRevision: inst.revision,
+			LabelPort:     strconv.Itoa(cfg.Port),
+		},
+		Port:        cfg.Port,
+		Publish:     s.host.Rootless,
+		Limits:      lim,
+		Cpuset:      lim.cpuset(s.host.CPUs, int(s.cpuOffset.Add(1))),
+		StopTimeout: cfg.StopGrace,
+	}
+	if !s.host.Rootless && s.opts.UserNS == "auto" {
+		cs.UserNS = "auto"
+	}
+	return cs
+}
+
+// startContainer creates (unless a standby exists) and starts inst's
+// container and waits until its app answers. It returns the app's address.
+func (s *Scaler) startContainer(ctx context.Context, inst *instance, cfg ServiceConfig, lim Limits) (string, error) {
+	fail := func(reason string, err error) (string, error) {
+		se := &StartError{Service: cfg.Name, Reason: reason, ExitCode: -1, Err: err}
+		if inst.id != "" {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if info, ierr := s.rt.Inspect(lctx, inst.id); ierr == nil && info.State == StateExited {
+				se.ExitCode = info.ExitCode
+				if info.OOMKilled {
+					se.Reason = "the app ran out of memory while starting"
+				}
+			}
+			se.Logs, _ = s.rt.Logs(lctx, inst.id, 20)
+		}
+		return "", se
+	}
+	if inst.id == "" {
+		id, err := s.rt.Create(ctx, s.spec(inst, cfg, lim))
+		if err != nil {
+			return fail("the container could not be created", err)
+		}
+		inst.id = id // only runStart touches id while the instance is starting
+	}
+	if err := s.rt.Start(ctx, inst.id); err != nil {
+		return fail("the container could not be started", err)
+	}
+	info, err := s.rt.Inspect(ctx, inst.id)
+	if err != nil {
+		return fail("the container could not be inspected", err)
+	}
+	if info.State != StateRunning {
+		return fail(fmt.Sprintf("the app exited at once (code %d)", info.ExitCode), nil)
+	}
+	if info.Addr == "" {
+		return fail("the container has no reachable address", nil)
+	}
+	p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || s.host.Rootless}
+	switch err := p.wait(ctx, inst.died, func(ctx context.Context) bool {
+		info, err := s.rt.Inspect(ctx, inst.id)
+		return err == nil && info.State == StateRunning
+	}); {
+	case err == nil:
+		return info.Addr, nil
+	case errors.Is(err, errExited):
+		return fail("the app exited while starting", nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fail(fmt.Sprintf("the app did not answer on port %d within start_timeout %s", cfg.Port, cfg.StartTimeout), nil)
+	default:
+		return fail("the app did not become ready", err)
+	}
+}
+
+// watchEvents follows container events for our containers, reconnecting
+// if the stream breaks. After each (re)connect it re-lists containers so
+// deaths missed while disconnected are noticed.
+func (s *Scaler) watchEvents() {
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for s.ctx.Err() == nil {
+		events, err := s.rt.Events(s.ctx, LabelOwner, s.opts.Owner)
+		if err != nil {
+			s.log.Warn("cannot follow podman events; retrying", zap.Error(err), zap.Duration("in", backoff))
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		s.resync()
+		for ev := range events {
+			if ev.Action != "died" {
+				continue
+			}
+			if svc := s.Service(ev.Labels[LabelService]); svc != nil {
+				svc.onDied(ev.ID, ev.ExitCode)
+			}
+		}
+	}
+}
+
+// resync treats every instance whose container is gone or exited as died.
+func (s *Scaler) resync() {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	list, err := s.rt.List(ctx, LabelOwner, s.opts.Owner)
+	if err != nil {
+		s.log.Warn("cannot list containers", zap.Error(err))
+		return
+	}
+	state := map[string]ContainerInfo{}
+	for _, c := range list {
+		state[c.ID] = c
+	}
+	for _, svc := range s.Services() {
+		svc.mu.Lock()
+		var dead []string
+		for _, inst := range svc.instances {
+			if inst.id == "" || inst.state == stStandby || inst.state == stStopping || inst.state == stStarting {
+				continue
+			}
+			if c, ok := state[inst.id]; !ok || c.State == StateExited {
+				dead = append(dead, inst.id)
+			}
+		}
+		svc.mu.Unlock()
+		for _, id := range dead {
+			svc.onDied(id, state[id].ExitCode)
+		}
+	}
+}
+
+// Reconcile deals with containers left by an earlier run with the same
+// Owner: those of a known service and its current revision are adopted
+// (running ones as ready, paused ones as paused, created ones as standby);
+// every other one is stopped and removed. Call it once the services of the
+// configuration are applied.
+func (s *Scaler) Reconcile(ctx context.Context) error {
+	list, err := s.rt.List(ctx, LabelOwner, s.opts.Owner)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	for _, c := range list {
+		svc := s.Service(c.Labels[LabelService])
+		if svc != nil && svc.adopt(ctx, c) {
+			continue
+		}
+		if svc != nil && svc.known(c.ID) {
+			continue
+		}
+		s.log.Info("removing leftover container", zap.String("container", c.Name), zap.String("state", c.State))
+		s.rt.Stop(ctx, c.ID, time.Second)
+		if err := s.rt.Remove(ctx, c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (svc *Service) known(id string) bool {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.find(id) != nil
+}
+
+// adopt takes over a container from an earlier run if it runs the current
+// revision and still answers.
+func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
+	svc.mu.Lock()
+	rev, cfg := svc.rev, svc.cfg
+	if svc.find(c.ID) != nil || c.Labels[LabelRevision] != rev || svc.closed {
+		svc.mu.Unlock()
+		return false
+	}
+	svc.mu.Unlock()
+
+	info, err := svc.sc.rt.Inspect(ctx, c.ID)
+	if err != nil {
+		return false
+	}
+	inst := &instance{id: c.ID, name: info.Name, revision: rev, addr: info.Addr, lastActive: time.Now(), died: make(chan struct{})}
+	switch info.State {
+	case StateRunning:
+		p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || svc.sc.host.Rootless}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := p.wait(pctx, inst.died, nil)
+		cancel()
+		if err != nil || info.Addr == "" {
+			return false
+		}
+		inst.state = stReady
+	case StatePaused:
+		if info.Addr == "" {
+			return false
+		}
+		inst.state = stPaused
+	case StateCreated:
+		inst.state = stStandby
+	default:
+		return false
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if inst.state == stStandby {
+		for _, other := range svc.instances {
+			if other.state == stStandby && other.revision == rev {
+				return false // one standby is enough
+			}
+		}
+	}
+	svc.instances = append(svc.instances, inst)
+	svc.log.Info("adopted container from an earlier run", zap.String("container", inst.name), zap.String("state", inst.state.String()))
+	if inst.state == stReady {
+		svc.serveQueueLocked(inst, WakeNone)
+	}
+	return true
+}
