@@ -79,6 +79,10 @@ func (p *Podman) ctx(ctx context.Context) context.Context {
 	return callCtx{Context: ctx, values: p.conn}
 }
 
+// BindingsContext returns ctx carrying this runtime's connection, for calls
+// of the Podman bindings the Runtime interface does not cover (image builds).
+func (p *Podman) BindingsContext(ctx context.Context) context.Context { return p.ctx(ctx) }
+
 func (p *Podman) Host(ctx context.Context) (HostInfo, error) {
 	info, err := system.Info(p.ctx(ctx), nil)
 	if err != nil {
