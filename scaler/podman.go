@@ -18,6 +18,7 @@ import (
 	"github.com/containers/podman/v5/pkg/domain/entities/types"
 	"github.com/containers/podman/v5/pkg/specgen"
 	nettypes "go.podman.io/common/libnetwork/types"
+	storagetypes "go.podman.io/storage/types"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -131,8 +132,11 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 		secs := uint((cs.StopTimeout + time.Second - 1) / time.Second)
 		s.StopTimeout = &secs
 	}
-	if cs.UserNS != "" {
-		s.UserNS = specgen.Namespace{NSMode: specgen.NamespaceMode(cs.UserNS)}
+	if cs.UserNS == "auto" {
+		// The 4.x API reads auto mode from the ID mappings, not only the
+		// namespace mode.
+		s.UserNS = specgen.Namespace{NSMode: specgen.Auto}
+		s.IDMappings = &storagetypes.IDMappingOptions{AutoUserNs: true}
 	}
 	mem := cs.Limits.MemoryBytes()
 	quota := cs.Limits.CPUQuota

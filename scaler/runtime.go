@@ -66,7 +66,13 @@ const (
 	StateRunning = "running"
 	StatePaused  = "paused"
 	StateExited  = "exited"
+	StateStopped = "stopped" // Podman's brief state between the process exiting and "exited"
 )
+
+// hasExited: the container's process is gone.
+func hasExited(state string) bool {
+	return state == StateExited || state == StateStopped
+}
 
 // ContainerInfo is the part of an engine's inspect output the scaler uses.
 type ContainerInfo struct {

@@ -259,7 +259,7 @@ func (s *Scaler) startContainer(ctx context.Context, inst *instance, cfg Service
 		if inst.id != "" {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if info, ierr := s.rt.Inspect(lctx, inst.id); ierr == nil && info.State == StateExited {
+			if info, ierr := s.rt.Inspect(lctx, inst.id); ierr == nil && hasExited(info.State) {
 				se.ExitCode = info.ExitCode
 				if info.OOMKilled {
 					se.Reason = "the app ran out of memory while starting"
@@ -356,7 +356,7 @@ func (s *Scaler) resync() {
 			if inst.id == "" || inst.state == stStandby || inst.state == stStopping || inst.state == stStarting {
 				continue
 			}
-			if c, ok := state[inst.id]; !ok || c.State == StateExited {
+			if c, ok := state[inst.id]; !ok || hasExited(c.State) {
 				dead = append(dead, inst.id)
 			}
 		}
