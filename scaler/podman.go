@@ -17,9 +17,9 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/domain/entities/types"
 	"github.com/containers/podman/v5/pkg/specgen"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
 	nettypes "go.podman.io/common/libnetwork/types"
 	storagetypes "go.podman.io/storage/types"
-	spec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // DefaultPodmanURI is where a rootful Podman API service listens by default.
