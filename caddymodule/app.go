@@ -1,0 +1,239 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/podcell/podcell/scaler"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the podcell Caddy app: it owns the connection to Podman and the
+// scaler, which outlive config reloads, and applies the services that the
+// config's podcell handlers declare.
+type App struct {
+	// Podman is the Podman API address. Default: $CONTAINER_HOST, then
+	// unix:///run/podman/podman.sock.
+	Podman string `json:"podman,omitempty"`
+	// DataDir holds podcell's state. Default: Caddy's data directory/podcell.
+	DataDir string `json:"data_dir,omitempty"`
+	// Owner labels the containers of this podcell so that two podcells on
+	// one host never touch each other's. Default "podcell".
+	Owner string `json:"owner,omitempty"`
+	// UserNS is "auto" (default: each container's root maps to its own
+	// unprivileged host uid range under rootful Podman) or "host".
+	UserNS string `json:"userns,omitempty"`
+	// AllowUnenforcedLimits runs services even where the host cannot
+	// enforce memory and CPU limits (rootless Podman on cgroup v1).
+	AllowUnenforcedLimits bool `json:"allow_unenforced_limits,omitempty"`
+	// KeepOnStop leaves instances running when Caddy stops, for the next
+	// start to adopt. By default they are stopped and removed.
+	KeepOnStop bool `json:"keep_on_stop,omitempty"`
+
+	ctx      caddy.Context
+	log      *zap.Logger
+	key      string
+	sc       *scaler.Scaler
+	closing  *atomic.Bool
+	mu       *sync.Mutex
+	services map[string]*serviceRef // declared by this config's handlers
+}
+
+// serviceRef ties a handler to its service. The service is applied to the
+// scaler when the app starts, after the whole config provisioned, so a
+// config that fails to load never changes running services.
+type serviceRef struct {
+	cfg   scaler.ServiceConfig
+	svc   atomic.Pointer[scaler.Service]
+	ready chan struct{} // closed once svc is set
+	key   string        // in servicePool
+}
+
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "podcell",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// scalers keeps one scaler per Podman address and owner across reloads:
+// Caddy provisions the new config before it cleans up the old one.
+var scalers = caddy.NewUsagePool()
+
+// services counts the configs that declare each service, so a service is
+// removed only when the last config that had it is unloaded.
+var services = caddy.NewUsagePool()
+
+type pooledScaler struct {
+	sc *scaler.Scaler
+	// closing is set when the last config lets go of the scaler: its
+	// services then go with Close (which honours keep_on_stop), not one by one.
+	closing *atomic.Bool
+}
+
+func (p pooledScaler) Destruct() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return p.sc.Close(ctx)
+}
+
+type pooledService struct {
+	sc      *scaler.Scaler
+	closing *atomic.Bool
+	name    string
+}
+
+func (p pooledService) Destruct() error {
+	if p.closing.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if p.sc.Service(p.name) == nil {
+		return nil // declared by a config that never started
+	}
+	return p.sc.Remove(ctx, p.name)
+}
+
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.log = ctx.Logger()
+	a.services = map[string]*serviceRef{}
+	a.mu = new(sync.Mutex)
+	if a.Podman == "" {
+		a.Podman = os.Getenv("CONTAINER_HOST")
+	}
+	if a.Podman == "" {
+		a.Podman = scaler.DefaultPodmanURI
+	}
+	if a.Owner == "" {
+		a.Owner = "podcell"
+	}
+	switch a.UserNS {
+	case "", "auto", "host":
+	default:
+		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
+	}
+	a.key = a.Podman + "|" + a.Owner
+	val, _, err := scalers.LoadOrNew(a.key, func() (caddy.Destructor, error) {
+		rt, err := scaler.NewPodman(context.Background(), a.Podman)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := scaler.New(context.Background(), rt, scaler.Options{
+			Owner:                 a.Owner,
+			UserNS:                a.UserNS,
+			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
+			KeepOnClose:           a.KeepOnStop,
+			Logger:                caddy.Log().Named("podcell"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return pooledScaler{sc: sc, closing: new(atomic.Bool)}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("podcell: %w", err)
+	}
+	a.sc = val.(pooledScaler).sc
+	a.closing = val.(pooledScaler).closing
+	return nil
+}
+
+// declare registers a handler's service with this config. Two handlers
+// may share a service only with identical settings.
+func (a *App) declare(cfg scaler.ServiceConfig) (*serviceRef, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ref := a.services[cfg.Name]; ref != nil {
+		if !sameConfig(ref.cfg, cfg) {
+			return nil, fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", cfg.Name)
+		}
+		return ref, nil
+	}
+	ref := &serviceRef{cfg: cfg, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
+	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
+		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
+	}); err != nil {
+		return nil, err
+	}
+	// During a reload the service may already run: serve with it until
+	// Start applies the new settings.
+	if svc := a.sc.Service(cfg.Name); svc != nil {
+		ref.svc.Store(svc)
+		close(ref.ready)
+	}
+	a.services[cfg.Name] = ref
+	return ref, nil
+}
+
+func sameConfig(a, b scaler.ServiceConfig) bool {
+	return a.Revision() == b.Revision() && a.MinInstances == b.MinInstances && a.MaxInstances == b.MaxInstances &&
+		a.Concurrency == b.Concurrency && a.PauseAfter == b.PauseAfter && a.IdleTimeout == b.IdleTimeout &&
+		a.StableWindow == b.StableWindow && a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout &&
+		a.StartTimeout == b.StartTimeout && a.DrainTimeout == b.DrainTimeout && a.StopGrace == b.StopGrace
+}
+
+// Start applies the declared services (rolling over those whose revision
+// changed) and then removes containers that no service claims.
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name, ref := range a.services {
+		svc, err := a.sc.Apply(ref.cfg)
+		if err != nil {
+			return fmt.Errorf("podcell: service %s: %w", name, err)
+		}
+		if ref.svc.Swap(svc) == nil {
+			close(ref.ready)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.sc.Reconcile(ctx); err != nil {
+		a.log.Warn("could not clean up leftover containers", zap.Error(err))
+	}
+	h := a.sc.Host()
+	a.log.Info("podcell started", zap.String("podman", a.Podman), zap.String("podman_version", h.Version),
+		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)))
+	return nil
+}
+
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on its services and the scaler; the
+// last config to let go of a service removes its instances.
+func (a *App) Cleanup() error {
+	if a.sc == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n, _ := scalers.References(a.key); n <= 1 {
+		a.closing.Store(true)
+	}
+	for _, ref := range a.services {
+		services.Delete(ref.key)
+	}
+	_, err := scalers.Delete(a.key)
+	return err
+}
+
+// Scaler is the scaler this app runs services with.
+func (a *App) Scaler() *scaler.Scaler { return a.sc }
+
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

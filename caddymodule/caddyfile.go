@@ -1,0 +1,257 @@
+package caddymodule
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/podcell/podcell/scaler"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("podcell", parseGlobal)
+	httpcaddyfile.RegisterHandlerDirective("podcell", parseHandler)
+	// Ordered like reverse_proxy, which it is: no `order` line needed.
+	httpcaddyfile.RegisterDirectiveOrder("podcell", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseGlobal parses the global option block:
+//
+//	podcell {
+//	    podman <uri>
+//	    data_dir <dir>
+//	    owner <name>
+//	    userns auto|host
+//	    allow_unenforced_limits
+//	    keep_on_stop
+//	}
+func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // "podcell"
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "podman":
+			if !d.AllArgs(&app.Podman) {
+				return nil, d.Errf("podman takes one argument, the API address, e.g. unix:///run/podman/podman.sock")
+			}
+		case "data_dir":
+			if !d.AllArgs(&app.DataDir) {
+				return nil, d.ArgErr()
+			}
+		case "owner":
+			if !d.AllArgs(&app.Owner) {
+				return nil, d.ArgErr()
+			}
+		case "userns":
+			if !d.AllArgs(&app.UserNS) {
+				return nil, d.ArgErr()
+			}
+			if app.UserNS != "auto" && app.UserNS != "host" {
+				return nil, d.Errf("userns %q: use auto or host", app.UserNS)
+			}
+		case "allow_unenforced_limits":
+			app.AllowUnenforcedLimits = true
+		case "keep_on_stop":
+			app.KeepOnStop = true
+		default:
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	ph := new(Handler)
+	err := ph.UnmarshalCaddyfile(h.Dispenser)
+	return ph, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	podcell <service> {
+//	    image <image>
+//	    command <arg...>
+//	    port <port>
+//	    env <NAME> <value>
+//	    memory <size>            # 256MB, 1GiB (MB = MiB, as in Podman)
+//	    tmp_size <size>
+//	    pids_limit <n>
+//	    min_instances <n>
+//	    max_instances <n>
+//	    concurrency <n>
+//	    pause_after <duration>|off
+//	    idle_timeout <duration>
+//	    stable_window <duration>
+//	    queue_size <n>
+//	    queue_timeout <duration>
+//	    start_timeout <duration>
+//	    health_path <path>
+//	    drain_timeout <duration>
+//	    stop_grace <duration>
+//	    stream_close_delay <duration>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if !d.NextArg() {
+		return d.Errf("podcell needs a service name: podcell <name> { image ... }")
+	}
+	h.Service = d.Val()
+	if d.NextArg() {
+		return d.Errf("podcell takes one argument, the service name; put settings in a block")
+	}
+	intArg := func(dst *int, min int) error {
+		var s string
+		if !d.AllArgs(&s) {
+			return d.ArgErr()
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < min {
+			return d.Errf("%s %q: want a whole number >= %d", d.Val(), s, min)
+		}
+		*dst = n
+		return nil
+	}
+	durArg := func(dst *caddy.Duration) error {
+		name := d.Val()
+		var s string
+		if !d.AllArgs(&s) {
+			return d.ArgErr()
+		}
+		if name == "pause_after" && s == "off" {
+			*dst = -1
+			return nil
+		}
+		v, err := caddy.ParseDuration(s)
+		if err != nil || v <= 0 {
+			return d.Errf("%s %q: want a positive duration such as 500ms, 30s or 5m", name, s)
+		}
+		*dst = caddy.Duration(v)
+		return nil
+	}
+	sizeArg := func(dst *int) error {
+		name := d.Val()
+		var s string
+		if !d.AllArgs(&s) {
+			return d.ArgErr()
+		}
+		mb, err := parseMB(s)
+		if err != nil {
+			return d.Errf("%s %q: %v", name, s, err)
+		}
+		*dst = mb
+		return nil
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "image":
+			if !d.AllArgs(&h.Image) {
+				return d.Errf("image takes one argument, e.g. image localhost/hello:latest")
+			}
+		case "command":
+			h.Command = d.RemainingArgs()
+			if len(h.Command) == 0 {
+				return d.ArgErr()
+			}
+		case "port":
+			err = intArg(&h.Port, 1)
+		case "env":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("env takes a name and a value: env GREETING \"hello world\"")
+			}
+			if h.Env == nil {
+				h.Env = map[string]string{}
+			}
+			h.Env[args[0]] = args[1]
+		case "memory":
+			if err = sizeArg(&h.MemoryMB); err == nil && (h.MemoryMB < scaler.MinMemoryMB || h.MemoryMB > scaler.MaxMemoryMB) {
+				err = d.Errf("memory %d MB is out of range: use %d MB to %d MB (4 cores)", h.MemoryMB, scaler.MinMemoryMB, scaler.MaxMemoryMB)
+			}
+		case "tmp_size":
+			err = sizeArg(&h.TmpMB)
+		case "pids_limit":
+			var n int
+			err = intArg(&n, 16)
+			h.PidsLimit = int64(n)
+		case "min_instances":
+			err = intArg(&h.MinInstances, 0)
+		case "max_instances":
+			err = intArg(&h.MaxInstances, 1)
+		case "concurrency":
+			err = intArg(&h.Concurrency, 1)
+		case "pause_after":
+			err = durArg(&h.PauseAfter)
+		case "idle_timeout":
+			err = durArg(&h.IdleTimeout)
+		case "stable_window":
+			err = durArg(&h.StableWindow)
+		case "queue_size":
+			err = intArg(&h.QueueSize, 1)
+		case "queue_timeout":
+			err = durArg(&h.QueueTimeout)
+		case "start_timeout":
+			err = durArg(&h.StartTimeout)
+		case "health_path":
+			if !d.AllArgs(&h.HealthPath) {
+				return d.ArgErr()
+			}
+			if !strings.HasPrefix(h.HealthPath, "/") {
+				return d.Errf("health_path %q must start with '/'", h.HealthPath)
+			}
+		case "drain_timeout":
+			err = durArg(&h.DrainTimeout)
+		case "stop_grace":
+			err = durArg(&h.StopGrace)
+		case "stream_close_delay":
+			err = durArg(&h.StreamCloseDelay)
+		default:
+			return d.Errf("unknown podcell subdirective %q: see Caddyfile.example or docs/caddyfile.md for the list", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if h.Image == "" {
+		return d.Errf("podcell %s: image is required (e.g. image localhost/hello:latest)", h.Service)
+	}
+	// Catch the rest of what the scaler would refuse while we still know the line.
+	if err := h.config().Validate(); err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
+// parseMB reads a memory size in MiB. "MB" means MiB, as in Podman's and
+// Docker's --memory: 256MB, 256MiB, 256M and 256 are all 256 MiB.
+func parseMB(s string) (int, error) {
+	lower := strings.ToLower(strings.TrimSpace(s))
+	num := strings.TrimRight(lower, "abcdefghijklmnopqrstuvwxyz")
+	unit := lower[len(num):]
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("want a size such as 256MB or 1GiB")
+	}
+	switch unit {
+	case "", "m", "mb", "mib":
+	case "g", "gb", "gib":
+		n *= 1024
+	default:
+		return 0, fmt.Errorf("unit %q: use MB or GB (binary: 1 GB = 1024 MB)", unit)
+	}
+	if n != float64(int(n)) {
+		return 0, fmt.Errorf("want a whole number of MB")
+	}
+	return int(n), nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
