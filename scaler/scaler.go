@@ -118,6 +118,7 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	}
 	svc := &Service{sc: s, log: s.log, name: cfg.Name, cfg: cfg, rev: cfg.Revision(), limits: lim,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	svc.stopping, svc.cancelStarting = context.WithCancel(s.ctx)
 	s.services[cfg.Name] = svc
 	go svc.run(s.ctx)
 	svc.kickLoop()
@@ -187,12 +188,25 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 	svc.mu.Lock()
 	svc.closed = true
 	svc.failQueueLocked(ErrClosed)
+	svc.mu.Unlock()
+	svc.cancelStarting()
+	// Wait for engine calls in flight, so every container they made is
+	// known before we look.
+	opsDone := make(chan struct{})
+	go func() { svc.ops.Wait(); close(opsDone) }()
+	select {
+	case <-opsDone:
+	case <-ctx.Done():
+		return fmt.Errorf("service %s: engine calls still running at shutdown: %w", svc.name, ctx.Err())
+	}
+
+	svc.mu.Lock()
 	var ids []string
 	for _, inst := range svc.instances {
 		if inst.id == "" {
 			continue
 		}
-		if keep && inst.state != stStandby && inst.state != stStopping {
+		if keep && (inst.state == stReady || inst.state == stPaused) {
 			continue
 		}
 		ids = append(ids, inst.id)
@@ -253,33 +267,42 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSp
 
 // startContainer creates (unless a standby exists) and starts inst's
 // container and waits until its app answers. It returns the app's address.
-func (s *Scaler) startContainer(ctx context.Context, inst *instance, cfg ServiceConfig, lim Limits) (string, error) {
+func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instance, cfg ServiceConfig, lim Limits) (string, error) {
+	// Engine calls are not cut short by shutdown (a half-done create would
+	// leave a container nobody knows); only the wait for readiness is.
+	api, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StartTimeout)
+	defer cancel()
+	svc.mu.Lock()
+	id := inst.id
+	svc.mu.Unlock()
 	fail := func(reason string, err error) (string, error) {
 		se := &StartError{Service: cfg.Name, Reason: reason, ExitCode: -1, Err: err}
-		if inst.id != "" {
+		if id != "" {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if info, ierr := s.rt.Inspect(lctx, inst.id); ierr == nil && hasExited(info.State) {
+			if info, ierr := s.rt.Inspect(lctx, id); ierr == nil && hasExited(info.State) {
 				se.ExitCode = info.ExitCode
 				if info.OOMKilled {
 					se.Reason = "the app ran out of memory while starting"
 				}
 			}
-			se.Logs, _ = s.rt.Logs(lctx, inst.id, 20)
+			se.Logs, _ = s.rt.Logs(lctx, id, 20)
 		}
 		return "", se
 	}
-	if inst.id == "" {
-		id, err := s.rt.Create(ctx, s.spec(inst, cfg, lim))
-		if err != nil {
+	if id == "" {
+		var err error
+		if id, err = s.rt.Create(api, s.spec(inst, cfg, lim)); err != nil {
 			return fail("the container could not be created", err)
 		}
-		inst.id = id // only runStart touches id while the instance is starting
+		svc.mu.Lock()
+		inst.id = id
+		svc.mu.Unlock()
 	}
-	if err := s.rt.Start(ctx, inst.id); err != nil {
+	if err := s.rt.Start(api, id); err != nil {
 		return fail("the container could not be started", err)
 	}
-	info, err := s.rt.Inspect(ctx, inst.id)
+	info, err := s.rt.Inspect(api, id)
 	if err != nil {
 		return fail("the container could not be inspected", err)
 	}
@@ -291,7 +314,7 @@ func (s *Scaler) startContainer(ctx context.Context, inst *instance, cfg Service
 	}
 	p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || s.host.Rootless}
 	switch err := p.wait(ctx, inst.died, func(ctx context.Context) bool {
-		info, err := s.rt.Inspect(ctx, inst.id)
+		info, err := s.rt.Inspect(ctx, id)
 		return err == nil && info.State == StateRunning
 	}); {
 	case err == nil:
@@ -314,6 +337,9 @@ func (s *Scaler) watchEvents() {
 	for s.ctx.Err() == nil {
 		events, err := s.rt.Events(s.ctx, LabelOwner, s.opts.Owner)
 		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
 			s.log.Warn("cannot follow podman events; retrying", zap.Error(err), zap.Duration("in", backoff))
 			select {
 			case <-s.ctx.Done():

@@ -38,6 +38,12 @@ type Service struct {
 
 	kick chan struct{}
 	done chan struct{}
+	// ops tracks the goroutines that talk to the engine, so shutdown can
+	// wait for them and no container is created after it looked.
+	ops sync.WaitGroup
+	// stopping ends probes of starting instances at shutdown.
+	stopping       context.Context
+	cancelStarting context.CancelFunc
 
 	Stats Stats
 }
@@ -310,13 +316,14 @@ func (s *Service) startLocked(n int) {
 		}
 		inst.state = stStarting
 		inst.died = make(chan struct{})
-		go s.runStart(inst, s.cfg, s.limits)
+		cfg, lim := s.cfg, s.limits
+		s.spawn(func() { s.runStart(inst, cfg, lim) })
 	}
 }
 
 func (s *Service) resumeLocked(inst *instance) {
 	inst.state = stResuming
-	go s.runResume(inst)
+	s.spawn(func() { s.runResume(inst) })
 }
 
 func (s *Service) stopLocked(inst *instance) {
@@ -324,7 +331,8 @@ func (s *Service) stopLocked(inst *instance) {
 		return
 	}
 	inst.state = stStopping
-	go s.runStop(inst, s.cfg.StopGrace)
+	grace := s.cfg.StopGrace
+	s.spawn(func() { s.runStop(inst, grace) })
 }
 
 func (s *Service) removeLocked(inst *instance) {
@@ -372,6 +380,16 @@ func (s *Service) run(ctx context.Context) {
 	}
 }
 
+// spawn runs f in the background as an engine operation of this service.
+// Callers hold s.mu, so Add never races with shutdown's Wait.
+func (s *Service) spawn(f func()) {
+	s.ops.Add(1)
+	go func() {
+		defer s.ops.Done()
+		f()
+	}()
+}
+
 func (s *Service) kickLoop() {
 	select {
 	case s.kick <- struct{}{}:
@@ -398,7 +416,8 @@ func (s *Service) tick(now time.Time) {
 	insts := append([]*instance(nil), s.instances...)
 	for _, i := range d.pause {
 		insts[i].state = stPausing
-		go s.runPause(insts[i])
+		inst := insts[i]
+		s.spawn(func() { s.runPause(inst) })
 	}
 	for _, i := range d.drain {
 		insts[i].state = stDraining
@@ -428,7 +447,8 @@ func (s *Service) ensureStandbyLocked() {
 	}
 	inst := &instance{state: stStandby, revision: s.rev, name: s.sc.containerName(s.cfg.Name)}
 	s.instances = append(s.instances, inst)
-	go s.runCreateStandby(inst, s.cfg, s.limits)
+	cfg, lim := s.cfg, s.limits
+	s.spawn(func() { s.runCreateStandby(inst, cfg, lim) })
 }
 
 func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits) {
@@ -442,24 +462,23 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 		s.removeLocked(inst)
 		return
 	}
-	inst.id = id
-	if inst.state != stStandby || s.closed {
-		// Started meanwhile is impossible (standbys without id are skipped),
-		// but it may have been stopped or the service closed.
-		go s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id)
+	inst.id = id // shutdown, if it comes, finds and removes it
+	if inst.state != stStandby && !s.closed {
+		// It was told to stop while being created.
+		s.spawn(func() { s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id) })
 		s.removeLocked(inst)
 	}
 }
 
 func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
-	ctx, cancel := context.WithTimeout(s.sc.ctx, cfg.StartTimeout)
+	ctx, cancel := context.WithTimeout(s.stopping, cfg.StartTimeout)
 	defer cancel()
 	began := time.Now()
-	addr, err := s.sc.startContainer(ctx, inst, cfg, lim)
+	addr, err := s.sc.startContainer(ctx, s, inst, cfg, lim)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if inst.state != stStarting {
-		return // stopped or crashed meanwhile; whoever did that cleans up
+	if inst.state != stStarting || s.closed {
+		return // stopped or crashed meanwhile, or shut down: whoever did that cleans up
 	}
 	if err != nil {
 		s.Stats.StartFails.Add(1)
@@ -471,7 +490,8 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 			zap.Int("exit_code", se.ExitCode), zap.Strings("logs", se.Logs), zap.Error(se.Err))
 		s.removeLocked(inst)
 		if inst.id != "" {
-			go s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), inst.id)
+			id := inst.id
+			s.spawn(func() { s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id) })
 		}
 		s.backoff = min(max(2*s.backoff, time.Second), 30*time.Second)
 		s.lastErr = se
@@ -595,7 +615,7 @@ func (s *Service) onDied(id string, exitCode int) {
 		s.scaleUpLocked()
 	}
 	s.mu.Unlock()
-	go s.cleanupCrashed(inst, prev)
+	s.spawn(func() { s.cleanupCrashed(inst, prev) })
 }
 
 func (s *Service) cleanupCrashed(inst *instance, prev instState) {

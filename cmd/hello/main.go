@@ -4,7 +4,9 @@
 //
 // It listens on $PORT and answers:
 //
-//	/            "$GREETING from <hostname>"
+//	/            "$GREETING from <hostname>", with X-Instance (hostname) and
+//	             X-Seq (how many "/" requests this instance has served) headers
+//	/ws          a WebSocket that echoes each message back
 //	/env?name=N  the value of env var N
 //	/write?path=P  writes a file at P: 200 "ok" or 500 with the error
 //	/limits      the cgroup limits and privileges the process sees, as JSON
@@ -25,8 +27,11 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/websocket"
 )
 
 func main() {
@@ -44,14 +49,24 @@ func main() {
 	host, _ := os.Hostname()
 
 	mux := http.NewServeMux()
+	var seq atomic.Int64
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		greeting := os.Getenv("GREETING")
 		if greeting == "" {
 			greeting = "hello"
 		}
 		w.Header().Set("X-Instance", host)
+		w.Header().Set("X-Seq", strconv.FormatInt(seq.Add(1), 10))
 		fmt.Fprintf(w, "%s from %s\n", greeting, host)
 	})
+	mux.Handle("/ws", websocket.Handler(func(ws *websocket.Conn) {
+		var msg string
+		for websocket.Message.Receive(ws, &msg) == nil {
+			if websocket.Message.Send(ws, msg) != nil {
+				return
+			}
+		}
+	}))
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Instance", host)
 		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("name")))
