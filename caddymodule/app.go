@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	case "", "auto", "host":
 	default:
 		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
+	}
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "podcell")
+	}
+	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
+		return fmt.Errorf("podcell: data_dir %s: %w (choose a writable directory with data_dir)", a.DataDir, err)
 	}
 	a.key = a.Podman + "|" + a.Owner
 	val, _, err := scalers.LoadOrNew(a.key, func() (caddy.Destructor, error) {
