@@ -1,0 +1,63 @@
+# podcell: GNU make targets. See README.md.
+#
+#   make run    set up the host, build ./caddy and the demo image, run Caddyfile.example
+#   make test   set up the host, gofmt check, go vet and go test (needs root for set-up)
+#   make build  build ./caddy from xcaddy.json (xcaddy if on PATH, else go build ./cmd/caddy)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# Go: the one on PATH, else /usr/local/go/bin/go (override with GO=/abs/path/go).
+# Its directory goes first on PATH so scripts, tests (scaler/scalertest runs
+# go build) and xcaddy use the same Go.
+ifeq ($(origin GO),undefined)
+GO := $(shell command -v go 2>/dev/null || { test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go; })
+endif
+ifneq ($(GO),)
+export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
+endif
+GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
+
+# Every go command needs the tag (else the build wants gpgme) and no cgo.
+GO_ENV := GOFLAGS=-tags=containers_image_openpgp CGO_ENABLED=0
+
+.PHONY: setup build demo-image test run bench fmt fmt-check vet clean check-go
+
+check-go:
+	@test -n "$(GO)" || { echo "make: Go is not installed: install Go 1.26 (https://go.dev/dl/) into /usr/local/go" >&2; exit 1; }
+
+# Installs Podman and runc, writes /etc/containers/containers.conf, starts the
+# Podman API service. Needs root; safe to run again.
+setup:
+	bash scripts/setup-host.sh
+
+# BUILD_WITH: auto (xcaddy if on PATH, else go build ./cmd/caddy), xcaddy or go.
+BUILD_WITH ?= auto
+build: check-go
+	$(GO) run ./cmd/podcell-build -manifest xcaddy.json -o caddy -with $(BUILD_WITH)
+
+demo-image: check-go
+	bash scripts/build-demo-image.sh
+
+fmt-check: check-go
+	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then echo "gofmt: these files need 'make fmt':" >&2; echo "$$out" >&2; exit 1; fi
+
+vet: check-go
+	$(GO_ENV) $(GO) vet ./...
+
+test: check-go setup fmt-check vet
+	$(GO_ENV) $(GO) test -count=1 -timeout 40m ./...
+
+run: check-go setup build demo-image
+	./caddy run --config Caddyfile.example --adapter caddyfile
+
+bench: check-go setup build demo-image
+	bash benchmarks/run.sh
+
+fmt: check-go
+	$(GOFMT) -w .
+
+clean:
+	rm -f caddy
+	rm -rf bin

@@ -1,0 +1,2 @@
+// Package caddymodule is podcell's Caddy app and HTTP handler.
+package caddymodule
