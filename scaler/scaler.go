@@ -188,8 +188,19 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 	svc.mu.Lock()
 	svc.closed = true
 	svc.failQueueLocked(ErrClosed)
+	drain := svc.cfg.DrainTimeout
 	svc.mu.Unlock()
 	svc.cancelStarting()
+	// Let in-flight requests finish, as scale-in does.
+	for deadline := time.Now().Add(drain); time.Now().Before(deadline) && ctx.Err() == nil; {
+		svc.mu.Lock()
+		n := svc.inflight
+		svc.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// Wait for engine calls in flight, so every container they made is
 	// known before we look.
 	opsDone := make(chan struct{})
