@@ -59,9 +59,6 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 	def(&c.Port, 8080)
 	def(&c.MemoryMB, 256)
 	def(&c.TmpMB, 64)
-	if c.TmpMB > c.MemoryMB && c.MemoryMB >= MinMemoryMB {
-		c.TmpMB = c.MemoryMB / 2
-	}
 	if c.PidsLimit == 0 {
 		c.PidsLimit = 512
 	}
@@ -113,8 +110,8 @@ func (c ServiceConfig) Validate() error {
 	if c.Concurrency < 1 {
 		return fmt.Errorf("service %s: concurrency %d is too small: use 1 or more", c.Name, c.Concurrency)
 	}
-	if c.QueueSize < 0 {
-		return fmt.Errorf("service %s: queue_size %d is negative: use 0 (no queue) or more", c.Name, c.QueueSize)
+	if c.QueueSize < 1 {
+		return fmt.Errorf("service %s: queue_size %d is too small: use 1 or more (requests wait there while an instance starts)", c.Name, c.QueueSize)
 	}
 	for _, d := range []struct {
 		name string

@@ -64,6 +64,7 @@ func decide(now time.Time, cfg ServiceConfig, vs []view, peak int, windowFull bo
 	var d decision
 	taken := make([]bool, len(vs))
 	take := func(i int) { taken[i] = true }
+	pausing := make([]bool, len(vs)) // taken, but still up
 
 	// Draining instances stop when empty or when the drain timeout ends.
 	for i, v := range vs {
@@ -123,6 +124,7 @@ func decide(now time.Time, cfg ServiceConfig, vs []view, peak int, windowFull bo
 		if v.state == stReady && cfg.PauseAfter > 0 && idle >= cfg.PauseAfter {
 			d.pause = append(d.pause, i)
 			take(i)
+			pausing[i] = true
 		}
 	}
 
@@ -151,7 +153,7 @@ func decide(now time.Time, cfg ServiceConfig, vs []view, peak int, windowFull bo
 	want := cfg.MinInstances
 	old := 0
 	for i, v := range vs {
-		if !v.current && !taken[i] && isUp(v.state) {
+		if !v.current && (!taken[i] || pausing[i]) && isUp(v.state) {
 			old++
 		}
 	}
@@ -160,7 +162,7 @@ func decide(now time.Time, cfg ServiceConfig, vs []view, peak int, windowFull bo
 	}
 	current := 0
 	for i, v := range vs {
-		if v.current && !taken[i] && isUp(v.state) {
+		if v.current && (!taken[i] || pausing[i]) && isUp(v.state) {
 			current++
 		}
 	}

@@ -120,7 +120,7 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	svc.stopping, svc.cancelStarting = context.WithCancel(s.ctx)
 	s.services[cfg.Name] = svc
-	go svc.run(s.ctx)
+	go svc.run(svc.stopping)
 	svc.kickLoop()
 	return svc, nil
 }

@@ -140,7 +140,7 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 			return Lease{svc: s, inst: inst, Addr: inst.addr}, nil
 		}
 	}
-	if s.lastErr != nil && now.Before(s.retryAt) && !s.anyComingLocked() {
+	if s.lastErr != nil && now.Before(s.retryAt) && !s.anyServingLocked() {
 		err := s.lastErr
 		s.mu.Unlock()
 		return Lease{}, err
@@ -240,16 +240,6 @@ func (s *Service) notePeakLocked() {
 	}
 }
 
-// anyComingLocked: some instance is starting or resuming, so waiting makes sense.
-func (s *Service) anyComingLocked() bool {
-	for _, inst := range s.instances {
-		if inst.state == stStarting || inst.state == stResuming || inst.state == stPausing {
-			return true
-		}
-	}
-	return false
-}
-
 // serveQueueLocked hands inst's spare capacity to waiters, oldest first.
 func (s *Service) serveQueueLocked(inst *instance, wake Wake) {
 	for s.queue.Len() > 0 && inst.inflight < s.cfg.Concurrency {
@@ -288,6 +278,9 @@ func (s *Service) scaleUpLocked() {
 		}
 	}
 	resume, start := scaleUp(s.cfg.Concurrency, s.cfg.MaxInstances, s.inflight+s.queue.Len(), serving, len(paused), total)
+	if s.lastErr != nil && time.Now().Before(s.retryAt) {
+		start = 0 // the last start failed: no new one until the backoff ends
+	}
 	// Resume the most recently active first: its caches are warmest.
 	for i := len(paused) - 1; i >= 0 && resume > 0; i-- {
 		s.resumeLocked(paused[i])
@@ -381,8 +374,13 @@ func (s *Service) run(ctx context.Context) {
 }
 
 // spawn runs f in the background as an engine operation of this service.
-// Callers hold s.mu, so Add never races with shutdown's Wait.
+// Callers hold s.mu. Once the service is closed nothing new is spawned
+// (shutdown waits for the running ones, then removes every container it
+// knows), so Add never races with shutdown's Wait.
 func (s *Service) spawn(f func()) {
+	if s.closed {
+		return
+	}
 	s.ops.Add(1)
 	go func() {
 		defer s.ops.Done()
@@ -593,6 +591,10 @@ func (s *Service) onDied(id string, exitCode int) {
 		return
 	}
 	inst.exitCode = exitCode
+	if s.closed {
+		s.mu.Unlock()
+		return // shutdown removes it
+	}
 	switch inst.state {
 	case stStopping, stStandby:
 		s.mu.Unlock()

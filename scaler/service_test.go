@@ -1,0 +1,583 @@
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// svcConfig is a service whose policy timers stay out of the way of a test
+// (no pausing, no idling out, no scale-in) while the loop ticks every 50ms.
+func svcConfig(mod func(*ServiceConfig)) ServiceConfig {
+	c := ServiceConfig{
+		Name: "hello", Image: "localhost/hello:latest",
+		Concurrency: 1, MaxInstances: 3,
+		PauseAfter: -1, IdleTimeout: time.Minute, StableWindow: time.Minute, DrainTimeout: 500 * time.Millisecond,
+		QueueTimeout: 5 * time.Second, StartTimeout: 5 * time.Second, StopGrace: 100 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&c)
+	}
+	return c
+}
+
+func newTestScaler(t *testing.T) (*Scaler, *fakeRuntime) {
+	t.Helper()
+	f := newFake(t)
+	sc, err := New(context.Background(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sc.Close(ctx)
+	})
+	return sc, f
+}
+
+func apply(t *testing.T, sc *Scaler, cfg ServiceConfig) *Service {
+	t.Helper()
+	svc, err := sc.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+type acquired struct {
+	i     int
+	lease Lease
+	err   error
+}
+
+// acquireAsync calls Acquire in a goroutine and reports on out.
+func acquireAsync(svc *Service, i int, out chan<- acquired) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		l, err := svc.Acquire(ctx)
+		out <- acquired{i, l, err}
+	}()
+}
+
+func receive(t *testing.T, ch <-chan acquired) acquired {
+	t.Helper()
+	select {
+	case a := <-ch:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Acquire returned")
+		return acquired{}
+	}
+}
+
+// queueLen and countState look at a service without reading instance ids,
+// so a test polling them while containers are created stays clear of id
+// handling (that is TestServiceInstanceIDDataRace's job).
+func queueLen(svc *Service) int {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.queue.Len()
+}
+
+func countState(svc *Service, st instState) int {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	n := 0
+	for _, inst := range svc.instances {
+		if inst.state == st {
+			n++
+		}
+	}
+	return n
+}
+
+func queued(svc *Service, n int) func() bool {
+	return func() bool { return queueLen(svc) == n }
+}
+
+func started(f *fakeRuntime, n int) func() bool {
+	return func() bool { return len(f.startedIDs()) == n }
+}
+
+// standbyReady: the service holds a created standby container. Tests wait
+// for it before their first Acquire, so the first start takes the standby.
+func standbyReady(svc *Service) func() bool {
+	return func() bool {
+		for _, i := range svc.Snapshot().Instances {
+			if i.State == "standby" && i.ID != "" {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestServiceAcquireFromZero(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	ctx := context.Background()
+
+	lease, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease.Wake != WakeStart {
+		t.Errorf("Wake = %v, want start", lease.Wake)
+	}
+	ids := f.startedIDs()
+	if len(ids) != 1 {
+		t.Fatalf("started %v, want exactly one container", ids)
+	}
+	if want := f.addr(ids[0]); lease.Addr != want {
+		t.Errorf("lease.Addr = %q, want the started container's %q", lease.Addr, want)
+	}
+	if n := svc.Stats.ColdStarts.Load(); n != 1 {
+		t.Errorf("ColdStarts = %d, want 1", n)
+	}
+	snap := svc.Snapshot()
+	if snap.Count("ready") != 1 || snap.Inflight != 1 || snap.Queued != 0 {
+		t.Errorf("snapshot = %+v, want one ready instance with one request", snap)
+	}
+	lease.Release()
+
+	// The next request finds the ready instance at once.
+	lease2, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease2.Release()
+	if lease2.Wake != WakeNone || lease2.Waited != 0 || lease2.Addr != lease.Addr {
+		t.Errorf("second lease = %+v, want the same instance without waiting", lease2)
+	}
+	if got := f.startedIDs(); len(got) != 1 {
+		t.Errorf("started %v after the second Acquire, want still one", got)
+	}
+}
+
+func TestServiceConcurrentAcquires(t *testing.T) {
+	cases := []struct {
+		n, concurrency, maxInstances int
+		want                         int // instances started
+	}{
+		{n: 5, concurrency: 2, maxInstances: 10, want: 3},
+		{n: 4, concurrency: 2, maxInstances: 10, want: 2},
+		{n: 3, concurrency: 4, maxInstances: 10, want: 1},
+		{n: 10, concurrency: 2, maxInstances: 3, want: 3}, // ceil(10/2) = 5, capped
+		{n: 6, concurrency: 1, maxInstances: 6, want: 6},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d requests, concurrency %d, max %d", tc.n, tc.concurrency, tc.maxInstances), func(t *testing.T) {
+			sc, f := newTestScaler(t)
+			svc := apply(t, sc, svcConfig(func(c *ServiceConfig) {
+				c.Concurrency, c.MaxInstances = tc.concurrency, tc.maxInstances
+			}))
+			waitFor(t, "standby created", standbyReady(svc))
+			out := make(chan acquired, tc.n)
+			for i := range tc.n {
+				acquireAsync(svc, i, out)
+			}
+			waitFor(t, "all requests queued", queued(svc, tc.n))
+			if got := countState(svc, stStarting); got != tc.want {
+				t.Errorf("%d instances starting, want %d", got, tc.want)
+			}
+			waitFor(t, "containers started", started(f, tc.want))
+			ids := f.startedIDs()
+			addrs := map[string]bool{}
+			for _, id := range ids {
+				addrs[f.addr(id)] = true
+				f.ready(id)
+			}
+
+			// Every started instance serves its full concurrency to waiters.
+			served := min(tc.n, tc.want*tc.concurrency)
+			var leases []Lease
+			for range served {
+				a := receive(t, out)
+				if a.err != nil {
+					t.Fatalf("request %d: %v", a.i, a.err)
+				}
+				if a.lease.Wake != WakeStart || !addrs[a.lease.Addr] {
+					t.Errorf("request %d: lease %+v, want a cold-started instance", a.i, a.lease)
+				}
+				leases = append(leases, a.lease)
+			}
+			if q := svc.Snapshot().Queued; q != tc.n-served {
+				t.Errorf("%d still queued, want %d", q, tc.n-served)
+			}
+			// The rest get slots as they are released.
+			for range tc.n - served {
+				leases[0].Release()
+				leases = leases[1:]
+				a := receive(t, out)
+				if a.err != nil {
+					t.Fatalf("request %d: %v", a.i, a.err)
+				}
+				if a.lease.Wake != WakeNone || !addrs[a.lease.Addr] {
+					t.Errorf("request %d: lease %+v, want a released slot", a.i, a.lease)
+				}
+				leases = append(leases, a.lease)
+			}
+			for _, l := range leases {
+				l.Release()
+			}
+			if got := f.startedIDs(); len(got) != tc.want {
+				t.Errorf("started %d containers in all, want %d", len(got), tc.want)
+			}
+			if snap := svc.Snapshot(); snap.Inflight != 0 || snap.Queued != 0 || snap.Count("ready") != tc.want {
+				t.Errorf("after release: %+v, want %d idle ready instances", snap, tc.want)
+			}
+		})
+	}
+}
+
+func TestServiceQueueFull(t *testing.T) {
+	sc, f := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1; c.QueueSize = 2 }))
+	waitFor(t, "standby created", standbyReady(svc))
+	out := make(chan acquired, 2)
+	acquireAsync(svc, 0, out)
+	acquireAsync(svc, 1, out)
+	waitFor(t, "two requests queued", queued(svc, 2))
+
+	_, err := svc.Acquire(context.Background())
+	if !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third Acquire: %v, want ErrQueueFull", err)
+	}
+	if n := svc.Stats.QueueFull.Load(); n != 1 {
+		t.Errorf("QueueFull = %d, want 1", n)
+	}
+
+	// The queued ones are still served.
+	waitFor(t, "container started", started(f, 1))
+	f.ready(f.startedIDs()[0])
+	for range 2 {
+		a := receive(t, out)
+		if a.err != nil {
+			t.Fatalf("queued request %d: %v", a.i, a.err)
+		}
+		a.lease.Release()
+	}
+}
+
+func TestServiceQueueTimeout(t *testing.T) {
+	sc, f := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.QueueTimeout = 200 * time.Millisecond }))
+	waitFor(t, "standby created", standbyReady(svc))
+
+	_, err := svc.Acquire(context.Background())
+	if !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("Acquire: %v, want ErrQueueTimeout", err)
+	}
+	if n := svc.Stats.QueueTimeout.Load(); n != 1 {
+		t.Errorf("QueueTimeout = %d, want 1", n)
+	}
+	snap := svc.Snapshot()
+	if snap.Queued != 0 || snap.Inflight != 0 {
+		t.Errorf("after the timeout: %+v, want nothing queued or in flight", snap)
+	}
+	// It did try: the instance is still starting and serves once ready.
+	if snap.Count("starting") != 1 {
+		t.Errorf("after the timeout: %+v, want the instance still starting", snap)
+	}
+	waitFor(t, "container started", started(f, 1))
+	f.ready(f.startedIDs()[0])
+	waitFor(t, "instance ready", func() bool { return svc.Snapshot().Count("ready") == 1 })
+	lease, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release()
+}
+
+func TestServiceAcquireContextCanceled(t *testing.T) {
+	sc, _ := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := svc.Acquire(ctx)
+		errc <- err
+	}()
+	waitFor(t, "request queued", queued(svc, 1))
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Acquire did not return after cancel")
+	}
+	if q := svc.Snapshot().Queued; q != 0 {
+		t.Errorf("%d still queued after cancel", q)
+	}
+}
+
+func TestServiceStartFailure(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setLogs("booting", "panic: boom")
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1 }))
+	waitFor(t, "standby created", standbyReady(svc))
+	out := make(chan acquired, 3)
+	for i := range 3 {
+		acquireAsync(svc, i, out)
+	}
+	waitFor(t, "three requests queued", queued(svc, 3))
+	waitFor(t, "container started", started(f, 1))
+	id := f.startedIDs()[0]
+	f.exit(id, 3)
+
+	var first *StartError
+	for range 3 {
+		a := receive(t, out)
+		var se *StartError
+		if !errors.As(a.err, &se) {
+			t.Fatalf("request %d: %v, want a *StartError", a.i, a.err)
+		}
+		if se.Service != "hello" || se.ExitCode != 3 || !strings.Contains(se.Reason, "exited") ||
+			!slices.Equal(se.Logs, []string{"booting", "panic: boom"}) {
+			t.Errorf("request %d: StartError %+v, want service hello, exit code 3, an exit reason and the logs", a.i, se)
+		}
+		if !strings.Contains(se.Error(), "panic: boom") {
+			t.Errorf("error text %q lacks the logs", se.Error())
+		}
+		if first == nil {
+			first = se
+		}
+	}
+	if n := svc.Stats.StartFails.Load(); n != 1 {
+		t.Errorf("StartFails = %d, want 1", n)
+	}
+	waitFor(t, "failed container removed", func() bool { return !slices.Contains(f.leftovers(), id) })
+
+	// Within the backoff, a request fails fast with the same error and
+	// nothing is created or started for it. (The loop keeps one standby
+	// container; wait for it so its creation is not counted.)
+	waitFor(t, "standby created", standbyReady(svc))
+	before := f.count()
+	_, err := svc.Acquire(context.Background())
+	if err != first {
+		t.Fatalf("Acquire within the backoff: %v, want the same *StartError", err)
+	}
+	if after := f.count(); after.Create != before.Create || after.Start != before.Start {
+		t.Errorf("Acquire within the backoff created or started a container: calls %+v then %+v", before, after)
+	}
+	if snap := svc.Snapshot(); snap.Count("starting") != 0 || snap.Queued != 0 {
+		t.Errorf("after the fast failure: %+v, want nothing starting or queued", snap)
+	}
+}
+
+func TestServiceReleaseFIFO(t *testing.T) {
+	sc, f := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1 }))
+	waitFor(t, "standby created", standbyReady(svc))
+	out := make(chan acquired, 3)
+	for i := range 3 {
+		acquireAsync(svc, i, out)
+		waitFor(t, fmt.Sprintf("request %d queued", i), queued(svc, i+1))
+	}
+	waitFor(t, "container started", started(f, 1))
+	f.ready(f.startedIDs()[0])
+
+	for i := range 3 {
+		a := receive(t, out)
+		if a.err != nil {
+			t.Fatalf("request %d: %v", a.i, a.err)
+		}
+		if a.i != i {
+			t.Fatalf("request %d got the instance, want request %d (FIFO)", a.i, i)
+		}
+		wantWake := WakeNone
+		if i == 0 {
+			wantWake = WakeStart
+		}
+		if a.lease.Wake != wantWake {
+			t.Errorf("request %d: Wake %v, want %v", i, a.lease.Wake, wantWake)
+		}
+		if snap := svc.Snapshot(); snap.Inflight != 1 || snap.Queued != 2-i {
+			t.Errorf("with request %d served: %+v, want 1 in flight and %d queued", i, snap, 2-i)
+		}
+		a.lease.Release()
+	}
+	if got := f.startedIDs(); len(got) != 1 {
+		t.Errorf("started %v, want one container", got)
+	}
+}
+
+func TestServiceClose(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	out := make(chan acquired, 4)
+	for i := range 3 {
+		acquireAsync(svc, i, out)
+	}
+	var leases []Lease
+	for range 3 {
+		a := receive(t, out)
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		leases = append(leases, a.lease)
+	}
+	acquireAsync(svc, 3, out) // max_instances reached: it waits
+	waitFor(t, "request queued", queued(svc, 1))
+	waitFor(t, "standby created", standbyReady(svc))
+	if n := len(f.leftovers()); n < 4 {
+		t.Fatalf("%d containers exist, want 3 instances and a standby", n)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sc.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if a := receive(t, out); !errors.Is(a.err, ErrClosed) {
+		t.Errorf("waiting request: %v, want ErrClosed", a.err)
+	}
+	for _, l := range leases {
+		l.Release() // in-flight requests end after the close
+	}
+	if got := f.leftovers(); len(got) != 0 {
+		t.Errorf("containers left after Close: %v", got)
+	}
+	if _, err := svc.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Acquire after Close: %v, want ErrClosed", err)
+	}
+	if _, err := sc.Apply(svcConfig(nil)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Apply after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A container whose Create is still in flight when Close begins must not
+// outlive the scaler, whether it was a starting instance or the standby.
+// Close is held in the Stop of the first instance while those Creates return.
+func TestServiceCloseRemovesContainerCreatedDuringClose(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 2 }))
+	waitFor(t, "standby created", standbyReady(svc))
+
+	createGate := make(chan struct{})
+	f.setCreateGate(createGate)
+	lease, err := svc.Acquire(context.Background()) // starts the standby
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseStop := f.holdStop(f.startedIDs()[0])
+	out := make(chan acquired, 1)
+	acquireAsync(svc, 1, out) // starts a second instance, whose Create waits
+	waitFor(t, "second instance starting", func() bool { return countState(svc, stStarting) == 1 })
+	waitFor(t, "next standby being created", func() bool { return countState(svc, stStandby) == 1 })
+
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed <- sc.Close(ctx)
+	}()
+	if a := receive(t, out); !errors.Is(a.err, ErrClosed) {
+		t.Fatalf("waiting request: %v, want ErrClosed", a.err)
+	}
+	lease.Release()
+	// Close has begun; now the pending Creates return.
+	close(createGate)
+	waitFor(t, "second instance no longer starting", func() bool { return countState(svc, stStarting) == 0 })
+	releaseStop()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if n := f.count().Create; n < 3 {
+		t.Fatalf("%d containers created, want the first standby, a second instance and the next standby", n)
+	}
+	waitFor(t, "every container removed", func() bool { return len(f.leftovers()) == 0 })
+}
+
+// Scaler.Remove takes the service's instances down and ends its loop
+// (the scaler lives on, e.g. across Caddy reloads).
+func TestServiceRemove(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	lease, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sc.Remove(ctx, "hello"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if got := f.leftovers(); len(got) != 0 {
+		t.Errorf("containers left after Remove: %v", got)
+	}
+	if sc.Service("hello") != nil {
+		t.Error("removed service still listed")
+	}
+	if _, err := svc.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Acquire after Remove: %v, want ErrClosed", err)
+	}
+	if err := sc.Remove(ctx, "hello"); err == nil {
+		t.Error("removing it again succeeded")
+	}
+}
+
+func TestServiceRemoveEndsLoop(t *testing.T) {
+	sc, _ := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sc.Remove(ctx, "hello"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	select {
+	case <-svc.done:
+	case <-time.After(2 * time.Second):
+		t.Error("the removed service's loop still runs")
+	}
+}
+
+// Snapshot (like resync, onDied and shutdown) reads instance ids under the
+// service's lock while starting instances get theirs; a regression test for
+// the data race on instance.id. Only -race can fail it.
+func TestServiceInstanceIDDataRace(t *testing.T) {
+	sc, f := newTestScaler(t)
+	svc := apply(t, sc, svcConfig(nil))
+	out := make(chan acquired, 3)
+	for i := range 3 { // at most one of them can use the standby
+		acquireAsync(svc, i, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.startedIDs()) < 3 && time.Now().Before(deadline) {
+		svc.Snapshot()
+	}
+	for _, id := range f.startedIDs() {
+		f.ready(id)
+	}
+	for range 3 {
+		if a := receive(t, out); a.err != nil {
+			t.Fatal(a.err)
+		} else {
+			a.lease.Release()
+		}
+	}
+}
