@@ -22,7 +22,7 @@ GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
 # Every go command needs the tag (else the build wants gpgme) and no cgo.
 GO_ENV := GOFLAGS=-tags=containers_image_openpgp CGO_ENABLED=0
 
-.PHONY: setup build demo-image test run bench fmt fmt-check vet clean check-go
+.PHONY: setup build demo-image test race run bench fmt fmt-check vet clean check-go
 
 check-go:
 	@test -n "$(GO)" || { echo "make: Go is not installed: install Go 1.26 (https://go.dev/dl/) into /usr/local/go" >&2; exit 1; }
@@ -48,6 +48,13 @@ vet: check-go
 
 test: check-go setup fmt-check vet
 	$(GO_ENV) $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) race
+
+# The scaler's concurrency under the race detector. It needs cgo, and with cgo
+# the storage library wants the btrfs and devicemapper drivers left out.
+RACE_ENV := GOFLAGS=-tags=containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper CGO_ENABLED=1
+race: check-go
+	$(RACE_ENV) $(GO) test -race -count=1 -timeout 20m ./scaler/...
 
 run: check-go setup build demo-image
 	./caddy run --config Caddyfile.example --adapter caddyfile
