@@ -376,7 +376,7 @@ func TestSandboxLimits(t *testing.T) {
 	}
 }
 
-func TestOOMKillIsACrashAndReplaced(t *testing.T) {
+func TestCrashIsNoticedAndReplaced(t *testing.T) {
 	e := newEnv(t)
 	s := e.scaler(scaler.Options{})
 	defer closeScaler(t, s)
@@ -392,6 +392,9 @@ func TestOOMKillIsACrashAndReplaced(t *testing.T) {
 	get(t, l.Addr, "/exit?code=3")
 	l.Release()
 	eventually(t, 10*time.Second, "the crash was not noticed", func() bool { return svc.Stats.Crashes.Load() == 1 })
+	if n := svc.Stats.OOMKills.Load(); n != 0 {
+		t.Errorf("an exit with code 3 counted as %d OOM kills", n)
+	}
 	l2, err := svc.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -402,6 +405,39 @@ func TestOOMKillIsACrashAndReplaced(t *testing.T) {
 	}
 	if l2.Wake != scaler.WakeStart {
 		t.Errorf("after a crash the next request should cold start a replacement, wake=%s (first %s, now %s)", l2.Wake, first, l2.Addr)
+	}
+}
+
+func TestOOMKillIsRecorded(t *testing.T) {
+	e := newEnv(t)
+	s := e.scaler(scaler.Options{})
+	defer closeScaler(t, s)
+	if !s.Host().LimitsEnforced() {
+		t.Skip("this host cannot enforce memory limits")
+	}
+	cfg := e.config("hungry")
+	cfg.MemoryMB = 128
+	svc, err := s.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 MiB in a 128 MiB instance: the kernel kills it mid-request.
+	if resp, err := http.Get("http://" + l.Addr + "/alloc?mb=300"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatalf("allocating 300 MiB in a 128 MiB instance succeeded")
+		}
+	}
+	l.Release()
+	eventually(t, 15*time.Second, "the OOM kill was not recorded", func() bool {
+		return svc.Stats.Crashes.Load() == 1 && svc.Stats.OOMKills.Load() == 1
+	})
+	if n := svc.Snapshot().Up(); n != 0 {
+		t.Errorf("%d instances up after the OOM kill, want the dead one gone", n)
 	}
 }
 

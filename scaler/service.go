@@ -626,11 +626,15 @@ func (s *Service) cleanupCrashed(inst *instance, prev instState) {
 	defer cancel()
 	info, _ := s.sc.rt.Inspect(ctx, inst.id)
 	logs, _ := s.sc.rt.Logs(ctx, inst.id, 20)
-	if info.OOMKilled {
+	// Podman 4.3 on cgroup v1 never reports OOMKilled. An instance we did
+	// not stop has no other source of SIGKILL than the kernel's OOM killer
+	// (under an init, the killed app makes init exit 128+9), so count that.
+	oom := info.OOMKilled || inst.exitCode == 137
+	if oom {
 		s.Stats.OOMKills.Add(1)
 	}
 	s.log.Error("instance died", zap.String("service", name), zap.String("container", inst.name),
-		zap.String("was", prev.String()), zap.Int("exit_code", inst.exitCode), zap.Bool("oom_killed", info.OOMKilled),
+		zap.String("was", prev.String()), zap.Int("exit_code", inst.exitCode), zap.Bool("oom_killed", oom),
 		zap.Strings("logs", logs))
 	if err := s.sc.rt.Remove(ctx, inst.id); err != nil {
 		s.log.Warn("cannot remove dead container", zap.String("container", inst.name), zap.Error(err))

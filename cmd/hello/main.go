@@ -12,6 +12,7 @@
 //	/limits      the cgroup limits and privileges the process sees, as JSON
 //	/sleep?d=D   answers after duration D (e.g. 200ms)
 //	/exit?code=C exits with code C after answering
+//	/alloc?mb=N  allocates and touches N MiB, then answers (to provoke an OOM kill)
 //
 // HELLO_FAIL_START=msg makes it print msg to stderr and exit 1 before listening,
 // so tests can model an image that crash-loops. HELLO_START_DELAY=D waits D
@@ -91,6 +92,18 @@ func main() {
 		}
 		w.Header().Set("X-Instance", host)
 		fmt.Fprintf(w, "slept %s on %s\n", d, host)
+	})
+	var hoard [][]byte
+	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		for i := 0; i < mb; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			hoard = append(hoard, b)
+		}
+		fmt.Fprintf(w, "holding %d MiB\n", len(hoard))
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
