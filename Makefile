@@ -1,7 +1,8 @@
 # podcell: GNU make targets. See README.md.
 #
 #   make run    set up the host, build ./caddy and the demo image, run Caddyfile.example
-#   make test   set up the host, gofmt check, go vet and go test (needs root for set-up)
+#   make test   set up the host (rootful and rootless Podman), gofmt check, go vet and
+#               go test (needs root for set-up)
 #   make build  build ./caddy from xcaddy.json (xcaddy if on PATH, else go build ./cmd/caddy)
 
 SHELL := /bin/bash
@@ -22,7 +23,7 @@ GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
 # Every go command needs the tag (else the build wants gpgme) and no cgo.
 GO_ENV := GOFLAGS=-tags=containers_image_openpgp CGO_ENABLED=0
 
-.PHONY: setup build demo-image test race run bench fmt fmt-check vet clean check-go
+.PHONY: setup setup-rootless build demo-image test race run bench fmt fmt-check vet clean check-go
 
 check-go:
 	@test -n "$(GO)" || { echo "make: Go is not installed: install Go 1.26 (https://go.dev/dl/) into /usr/local/go" >&2; exit 1; }
@@ -31,6 +32,11 @@ check-go:
 # Podman API service. Needs root; safe to run again.
 setup:
 	bash scripts/setup-host.sh
+
+# Creates the podcell user and starts a rootless Podman API service as that
+# user, for the rootless tests; prints its URI. Needs root; safe to run again.
+setup-rootless: setup
+	bash scripts/setup-rootless.sh
 
 # BUILD_WITH: auto (xcaddy if on PATH, else go build ./cmd/caddy), xcaddy or go.
 BUILD_WITH ?= auto
@@ -46,8 +52,11 @@ fmt-check: check-go
 vet: check-go
 	$(GO_ENV) $(GO) vet ./...
 
+# The rootless tests use $PODCELL_ROOTLESS_URI when it is set, else the
+# service scripts/setup-rootless.sh starts (a failed set-up fails make test).
 test: check-go setup fmt-check vet
-	$(GO_ENV) $(GO) test -count=1 -timeout 40m ./...
+	uri="$${PODCELL_ROOTLESS_URI:-}"; [ -n "$$uri" ] || uri="$$(bash scripts/setup-rootless.sh)"; \
+	PODCELL_ROOTLESS_URI="$$uri" $(GO_ENV) $(GO) test -count=1 -timeout 40m ./...
 	$(MAKE) race
 
 # The scaler's concurrency under the race detector. It needs cgo, and with cgo

@@ -5,8 +5,9 @@
 # or `make bench`, which does).
 #
 # Environment:
-#   N        samples per figure (default 25)
+#   N        samples per figure (default 25): coldstart's samples, gateway's cold-start samples
 #   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart
+#            or ONLY=gateway; the steps are coldstart and gateway
 #   GO       the go command (default: go on PATH, else /usr/local/go/bin/go)
 #   PODCELL_PODMAN_URI  Podman API address (default unix:///run/podman/podman.sock)
 set -euo pipefail
@@ -26,6 +27,7 @@ mkdir -p "$OUT"
 # In the command, @JSON@ stands for the step's JSON result file.
 STEPS=(
   "coldstart|$GO run ./benchmarks/coldstart -n $N -json @JSON@"
+  "gateway|$GO run ./benchmarks/gateway -n $N -json @JSON@"
 )
 
 failed=0

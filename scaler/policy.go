@@ -31,6 +31,7 @@ type view struct {
 	lastActive time.Time
 	drainSince time.Time
 	current    bool // runs the service's current revision
+	noPause    bool // pausing it failed before
 }
 
 // decision lists instance indexes to act on, and how many to start.
@@ -121,7 +122,7 @@ func decide(now time.Time, cfg ServiceConfig, vs []view, peak int, windowFull bo
 			}
 			continue
 		}
-		if v.state == stReady && cfg.PauseAfter > 0 && idle >= cfg.PauseAfter {
+		if v.state == stReady && !v.noPause && cfg.PauseAfter > 0 && idle >= cfg.PauseAfter {
 			d.pause = append(d.pause, i)
 			take(i)
 			pausing[i] = true

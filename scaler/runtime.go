@@ -43,6 +43,12 @@ func (h HostInfo) LimitsEnforced() bool {
 	return !(h.Rootless && h.CgroupVersion == "v1")
 }
 
+// CanPause reports whether containers can be frozen. Rootless Podman on
+// cgroup v1 has no cgroup per container, so pause fails there.
+func (h HostInfo) CanPause() bool {
+	return !(h.Rootless && h.CgroupVersion == "v1")
+}
+
 // ContainerSpec is everything the scaler decides about one instance's container.
 type ContainerSpec struct {
 	Name    string

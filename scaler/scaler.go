@@ -107,6 +107,11 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.PauseAfter > 0 && !s.host.CanPause() {
+		s.log.Warn("this host cannot pause containers (rootless Podman on cgroup v1): idle instances are stopped after idle_timeout instead",
+			zap.String("service", cfg.Name))
+		cfg.PauseAfter = -1
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {

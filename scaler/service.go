@@ -72,6 +72,7 @@ type instance struct {
 	drainSince time.Time
 	died       chan struct{} // closed when the engine reports the container died
 	exitCode   int
+	noPause    bool // a pause failed: do not try again
 }
 
 type waiter struct {
@@ -408,7 +409,7 @@ func (s *Service) tick(now time.Time) {
 	vs := make([]view, len(s.instances))
 	for i, inst := range s.instances {
 		vs[i] = view{state: inst.state, inflight: inst.inflight, lastActive: inst.lastActive,
-			drainSince: inst.drainSince, current: inst.revision == s.rev}
+			drainSince: inst.drainSince, current: inst.revision == s.rev, noPause: inst.noPause}
 	}
 	d := decide(now, s.cfg, vs, peak, full)
 	insts := append([]*instance(nil), s.instances...)
@@ -530,9 +531,11 @@ func (s *Service) runPause(inst *instance) {
 		return
 	}
 	if err != nil {
+		// It keeps running, and its idle clock keeps going so idle_timeout
+		// still removes it; it is not paused again.
 		s.log.Warn("pause failed; instance stays running", zap.String("container", inst.name), zap.Error(err))
 		inst.state = stReady
-		inst.lastActive = time.Now()
+		inst.noPause = true
 		s.serveQueueLocked(inst, WakeNone)
 		return
 	}
