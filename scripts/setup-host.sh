@@ -70,7 +70,19 @@ for f in /etc/subuid /etc/subgid; do
   grep -q '^containers:' "$f" || { echo 'containers:2147483647:2147483648' >> "$f"; say "added containers range to $f"; }
 done
 
-# 4. The API service. Without systemd (containers, CI VMs) we run it ourselves.
+# 4. A wedged Podman: Podman 4.3 can deadlock on its container locks when a
+# process holding one dies or under heavy concurrent use; every call then
+# hangs. Detect it (a plain listing must answer) and reset the locks.
+if ! timeout 30 podman ps -a -q >/dev/null 2>&1; then
+  say "podman does not answer a container listing within 30s: resetting its locks"
+  pkill -9 -f 'podman system service' || true
+  pkill -9 -f 'podman .*container cleanup' || true
+  sleep 1
+  timeout 120 podman system renumber || die "podman system renumber failed; reboot the host to clear Podman's locks"
+  timeout 30 podman ps -a -q >/dev/null || die "podman still hangs after resetting its locks; reboot the host"
+fi
+
+# 5. The API service. Without systemd (containers, CI VMs) we run it ourselves.
 answers() { curl -fsS --max-time 3 --unix-socket "$SOCKET" http://d/v4.0.0/libpod/_ping >/dev/null 2>&1; }
 command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null; }
 if answers; then
@@ -90,6 +102,6 @@ else
   say "podman API service answers on $SOCKET"
 fi
 
-# 5. A quick proof that containers can run with the limits podcell uses.
+# 6. What podcell will find.
 cg=v1; [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && cg=v2
 say "ready: podman $ver, runtime runc, cgroup $cg, socket unix://$SOCKET"
