@@ -1,8 +1,10 @@
 # podcell: GNU make targets. See README.md.
 #
 #   make run    set up the host, build ./caddy and the demo image, run Caddyfile.example
-#   make test   set up the host (rootful and rootless Podman), gofmt check, go vet and
-#               go test (needs root for set-up)
+#   make test   set up the host (rootful and rootless Podman) and the base images,
+#               gofmt check, go vet and go test (needs root for set-up)
+#   make base-images  build the local runtime base images from Debian packages
+#               (root; see docs/runtimes.md)
 #   make build  build ./caddy from xcaddy.json (xcaddy if on PATH, else go build ./cmd/caddy)
 
 SHELL := /bin/bash
@@ -23,7 +25,7 @@ GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
 # Every go command needs the tag (else the build wants gpgme) and no cgo.
 GO_ENV := GOFLAGS=-tags=containers_image_openpgp CGO_ENABLED=0
 
-.PHONY: setup setup-rootless build demo-image test race run bench fmt fmt-check vet clean check-go
+.PHONY: setup setup-rootless base-images build demo-image test race run bench fmt fmt-check vet clean check-go
 
 check-go:
 	@test -n "$(GO)" || { echo "make: Go is not installed: install Go 1.26 (https://go.dev/dl/) into /usr/local/go" >&2; exit 1; }
@@ -37,6 +39,12 @@ setup:
 # user, for the rootless tests; prints its URI. Needs root; safe to run again.
 setup-rootless: setup
 	bash scripts/setup-rootless.sh
+
+# The builder's local runtime images (localhost/podcell-runtime:python3.11-debian,
+# :node20-debian, :python3.11-node-debian) made with debootstrap from Debian's
+# mirror, no registry needed. Kept when they exist; FORCE=1 rebuilds. Needs root.
+base-images: setup
+	bash scripts/build-base-images.sh
 
 # BUILD_WITH: auto (xcaddy if on PATH, else go build ./cmd/caddy), xcaddy or go.
 BUILD_WITH ?= auto
@@ -54,9 +62,11 @@ vet: check-go
 
 # The rootless tests use $PODCELL_ROOTLESS_URI when it is set, else the
 # service scripts/setup-rootless.sh starts (a failed set-up fails make test).
-test: check-go setup fmt-check vet
+# -p 1: packages take turns with the one Podman service; Podman 4.3 can
+# deadlock under builds, starts and removals from several at once.
+test: check-go setup base-images fmt-check vet
 	uri="$${PODCELL_ROOTLESS_URI:-}"; [ -n "$$uri" ] || uri="$$(bash scripts/setup-rootless.sh)"; \
-	PODCELL_ROOTLESS_URI="$$uri" $(GO_ENV) $(GO) test -count=1 -timeout 40m ./...
+	PODCELL_ROOTLESS_URI="$$uri" $(GO_ENV) $(GO) test -p 1 -count=1 -timeout 40m ./...
 	$(MAKE) race
 
 # The scaler's concurrency under the race detector. It needs cgo, and with cgo

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/podcell/podcell/builder"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -40,6 +41,11 @@ type App struct {
 	// KeepOnStop leaves instances running when Caddy stops, for the next
 	// start to adopt. By default they are stopped and removed.
 	KeepOnStop bool `json:"keep_on_stop,omitempty"`
+	// RuntimeImages overrides the base image of a builder runtime, e.g.
+	// {"python3.11-debian": "localhost/podcell-runtime:python3.11-debian"}.
+	RuntimeImages map[string]string `json:"runtime_images,omitempty"`
+	// BuildConcurrency bounds builds (and clones) running at once (default 2).
+	BuildConcurrency int `json:"build_concurrency,omitempty"`
 
 	ctx      caddy.Context
 	log      *zap.Logger
@@ -48,6 +54,7 @@ type App struct {
 	closing  *atomic.Bool
 	mu       *sync.Mutex
 	services map[string]*serviceRef // declared by this config's handlers
+	builder  *builder.Builder
 }
 
 // serviceRef ties a handler to its service. The service is applied to the
@@ -55,9 +62,18 @@ type App struct {
 // config that fails to load never changes running services.
 type serviceRef struct {
 	cfg   scaler.ServiceConfig
+	src   *gitSource // nil: cfg.Image runs as it is
+	dep   *deployer  // with src
 	svc   atomic.Pointer[scaler.Service]
 	ready chan struct{} // closed once svc is set
-	key   string        // in servicePool
+	once  sync.Once
+	key   string // in services and deployers
+}
+
+// set points the ref at svc, waking requests that waited for a first one.
+func (r *serviceRef) set(svc *scaler.Service) {
+	r.svc.Store(svc)
+	r.once.Do(func() { close(r.ready) })
 }
 
 func (App) CaddyModule() caddy.ModuleInfo {
@@ -154,31 +170,44 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.sc = val.(pooledScaler).sc
 	a.closing = val.(pooledScaler).closing
+	pm, ok := a.sc.Runtime().(*scaler.Podman)
+	if !ok {
+		return fmt.Errorf("podcell: builds need the Podman runtime")
+	}
+	if a.builder, err = builder.New(pm, builder.Options{BaseImages: a.RuntimeImages, MaxClones: a.BuildConcurrency}); err != nil {
+		return fmt.Errorf("podcell: %w", err)
+	}
 	return nil
 }
 
 // declare registers a handler's service with this config. Two handlers
 // may share a service only with identical settings.
-func (a *App) declare(cfg scaler.ServiceConfig) (*serviceRef, error) {
+func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource) (*serviceRef, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ref := a.services[cfg.Name]; ref != nil {
-		if !sameConfig(ref.cfg, cfg) {
+		if !sameConfig(ref.cfg, cfg) || !sameSource(ref.src, src) {
 			return nil, fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", cfg.Name)
 		}
 		return ref, nil
 	}
-	ref := &serviceRef{cfg: cfg, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
+	ref := &serviceRef{cfg: cfg, src: src, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
 	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
 	}); err != nil {
 		return nil, err
 	}
+	if src != nil {
+		d, err := a.loadDeployer(ref)
+		if err != nil {
+			return nil, err
+		}
+		ref.dep = d
+	}
 	// During a reload the service may already run: serve with it until
 	// Start applies the new settings.
 	if svc := a.sc.Service(cfg.Name); svc != nil {
-		ref.svc.Store(svc)
-		close(ref.ready)
+		ref.set(svc)
 	}
 	a.services[cfg.Name] = ref
 	return ref, nil
@@ -197,13 +226,17 @@ func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for name, ref := range a.services {
+		if ref.src != nil {
+			if err := a.startDeployer(ref); err != nil {
+				return fmt.Errorf("podcell: service %s: %w", name, err)
+			}
+			continue
+		}
 		svc, err := a.sc.Apply(ref.cfg)
 		if err != nil {
 			return fmt.Errorf("podcell: service %s: %w", name, err)
 		}
-		if ref.svc.Swap(svc) == nil {
-			close(ref.ready)
-		}
+		ref.set(svc)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -231,6 +264,9 @@ func (a *App) Cleanup() error {
 	}
 	for _, ref := range a.services {
 		services.Delete(ref.key)
+		if ref.src != nil {
+			deployers.Delete(ref.key)
+		}
 	}
 	_, err := scalers.Delete(a.key)
 	return err

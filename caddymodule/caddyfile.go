@@ -62,8 +62,27 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			app.AllowUnenforcedLimits = true
 		case "keep_on_stop":
 			app.KeepOnStop = true
+		case "runtime_image":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("runtime_image takes a runtime and an image: runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian")
+			}
+			if app.RuntimeImages == nil {
+				app.RuntimeImages = map[string]string{}
+			}
+			app.RuntimeImages[args[0]] = args[1]
+		case "build_concurrency":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return nil, d.Errf("build_concurrency %q: want a whole number >= 1", s)
+			}
+			app.BuildConcurrency = n
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -78,7 +97,14 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	podcell <service> {
-//	    image <image>
+//	    image <image>            # or build from git:
+//	    git <url> [ref]
+//	    root <dir>
+//	    runtime <name>
+//	    build <command>
+//	    start <command>
+//	    auto_deploy <interval>
+//	    webhook <path> <secret>
 //	    command <arg...>
 //	    port <port>
 //	    env <NAME> <value>
@@ -157,6 +183,41 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Image) {
 				return d.Errf("image takes one argument, e.g. image localhost/hello:latest")
 			}
+		case "git":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("git takes a repository URL and an optional branch, tag or commit: git https://github.com/you/app main")
+			}
+			g := h.git()
+			g.URL = args[0]
+			if len(args) == 2 {
+				g.Ref = args[1]
+			}
+		case "root", "runtime", "build", "start":
+			name := d.Val()
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Errf("%s takes one argument (quote commands with spaces; use a heredoc for several lines)", name)
+			}
+			g := h.git()
+			switch name {
+			case "root":
+				g.Root = args[0]
+			case "runtime":
+				g.Runtime = args[0]
+			case "build":
+				g.Build = args[0]
+			case "start":
+				g.Start = args[0]
+			}
+		case "auto_deploy":
+			err = durArg(&h.git().PollInterval)
+		case "webhook":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("webhook takes a path and a secret: webhook /_podcell/deploy {env.WEBHOOK_SECRET}")
+			}
+			h.git().WebhookPath, h.git().WebhookSecret = args[0], args[1]
 		case "command":
 			h.Command = d.RemainingArgs()
 			if len(h.Command) == 0 {
@@ -221,14 +282,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if h.Image == "" {
-		return d.Errf("podcell %s: image is required (e.g. image localhost/hello:latest)", h.Service)
+	if h.Image == "" && h.Git == nil {
+		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
 	}
-	// Catch the rest of what the scaler would refuse while we still know the line.
-	if err := h.config().Validate(); err != nil {
+	if h.Git != nil && h.Git.URL == "" {
+		return d.Errf("podcell %s: root, runtime, build and start need a git repository: git <url> [ref]", h.Service)
+	}
+	// Catch the rest of what the scaler or builder would refuse while we
+	// still know the line.
+	if err := h.Validate(); err != nil {
 		return d.Errf("%v", err)
 	}
 	return nil
+}
+
+func (h *Handler) git() *gitSource {
+	if h.Git == nil {
+		h.Git = new(gitSource)
+	}
+	return h.Git
 }
 
 // parseMB reads a memory size in MiB. "MB" means MiB, as in Podman's and

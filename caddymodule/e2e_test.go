@@ -58,6 +58,7 @@ type caddyProc struct {
 	http   string // host:port of the site
 	admin  string // host:port of the admin API
 	image  string
+	extra  string // more global podcell options
 	log    *bytes.Buffer
 	logMu  *sync.Mutex
 	exited chan struct{}
@@ -85,7 +86,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 // caddyfile fills {owner}, {admin}, {http} and {image} in a Caddyfile template.
 func (c *caddyProc) caddyfile(tmpl string) string {
-	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{image}", c.image).Replace(tmpl)
+	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{image}", c.image, "{extra}", c.extra).Replace(tmpl)
 }
 
 const globals = `{
@@ -93,11 +94,17 @@ const globals = `{
 	auto_https off
 	podcell {
 		owner {owner}
+		{extra}
 	}
 }
 `
 
-func startCaddy(t *testing.T, site string) *caddyProc {
+// option adds lines to the global podcell block.
+type option func(*string)
+
+func withGlobal(line string) option { return func(s *string) { *s += line + "\n" } }
+
+func startCaddy(t *testing.T, site string, opts ...option) *caddyProc {
 	t.Helper()
 	rt := scalertest.Podman(t)
 	var b [4]byte
@@ -108,6 +115,9 @@ func startCaddy(t *testing.T, site string) *caddyProc {
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		image: scalertest.Hello(t, rt),
 		log:   new(bytes.Buffer), logMu: new(sync.Mutex), exited: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(&c.extra)
 	}
 	file := filepath.Join(c.dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(c.caddyfile(globals+site)), 0o644); err != nil {
@@ -165,13 +175,15 @@ func (c *caddyProc) stop() {
 	if c.t.Failed() {
 		c.t.Logf("caddy log:\n%s", tail(c.logs(), 60))
 	}
-	list, err := c.rt.List(context.Background(), scaler.LabelOwner, c.owner)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := c.rt.List(ctx, scaler.LabelOwner, c.owner)
 	if err != nil {
 		c.t.Errorf("list containers: %v", err)
 	}
 	for _, ct := range list {
 		c.t.Errorf("container %s (%s) left behind after caddy stopped", ct.Name, ct.State)
-		c.rt.Remove(context.Background(), ct.ID)
+		c.rt.Remove(ctx, ct.ID)
 	}
 }
 
@@ -525,7 +537,7 @@ func TestValidateCatchesBadConfig(t *testing.T) {
 		{"memory out of range", "podcell a {\n\timage x\n\tmemory 100MB\n}", []string{"memory 100 MB is out of range: use 128 MB to 7076 MB", "Caddyfile:7"}},
 		{"memory unit", "podcell a {\n\timage x\n\tmemory 256kb\n}", []string{"use MB or GB", "Caddyfile:7"}},
 		{"bad duration", "podcell a {\n\timage x\n\tidle_timeout soon\n}", []string{"idle_timeout", "want a positive duration", "Caddyfile:7"}},
-		{"no image", "podcell a {\n\tport 8080\n}", []string{"image is required"}},
+		{"no image", "podcell a {\n\tport 8080\n}", []string{"image or git is required"}},
 		{"bad name", "podcell Hello_World {\n\timage x\n}", []string{"Hello_World", "is invalid: use 1-40 lowercase letters"}},
 		{"min over max", "podcell a {\n\timage x\n\tmin_instances 3\n\tmax_instances 2\n}", []string{"min_instances 3 exceeds max_instances 2"}},
 	}

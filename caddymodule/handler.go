@@ -26,8 +26,10 @@ func init() {
 type Handler struct {
 	// Service is the service's name: lowercase letters, digits and '-'.
 	Service string `json:"service"`
-	// Image to run, e.g. "localhost/hello:latest".
-	Image string `json:"image"`
+	// Image to run, e.g. "localhost/hello:latest". Either Image or Git.
+	Image string `json:"image,omitempty"`
+	// Git builds the service's image from a git repository instead.
+	Git *gitSource `json:"git,omitempty"`
 	// Command overrides the image's entrypoint and command.
 	Command []string `json:"command,omitempty"`
 	// Port the app listens on; podcell sets $PORT to it. Default 8080.
@@ -113,16 +115,16 @@ func (h *Handler) config() scaler.ServiceConfig {
 
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger()
-	cfg := h.config()
-	if err := cfg.Validate(); err != nil {
+	if err := h.Validate(); err != nil {
 		return err
 	}
+	cfg := h.config()
 	appIface, err := ctx.App("podcell")
 	if err != nil {
 		return err
 	}
 	app := appIface.(*App)
-	if h.ref, err = app.declare(cfg); err != nil {
+	if h.ref, err = app.declare(cfg, h.Git); err != nil {
 		return err
 	}
 	h.rp = &reverseproxy.Handler{
@@ -134,18 +136,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate rejects a config that would fail at the first request.
 func (h *Handler) Validate() error {
-	return h.config().Validate()
+	cfg := h.config()
+	if h.Git != nil {
+		if h.Image != "" {
+			return fmt.Errorf("service %s: set image or git, not both", h.Service)
+		}
+		if err := h.Git.validate(); err != nil {
+			return fmt.Errorf("service %s: %w", h.Service, err)
+		}
+		cfg.Image = "built-from-git" // checked by the builder instead
+	}
+	return cfg.Validate()
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.Git != nil && h.Git.WebhookPath != "" && r.URL.Path == h.Git.WebhookPath {
+		return h.serveWebhook(w, r)
+	}
 	svc := h.ref.svc.Load()
 	if svc == nil {
-		// The config is loaded but the podcell app has not started yet.
+		// The podcell app has not started yet, or the first build of a
+		// git service is still running.
+		t := time.NewTimer(time.Duration(h.ref.cfg.QueueTimeout))
+		defer t.Stop()
 		select {
 		case <-h.ref.ready:
 			svc = h.ref.svc.Load()
+		case <-t.C:
+			w.Header().Set("Retry-After", "10")
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", h.Service))
 		case <-r.Context().Done():
-			return r.Context().Err()
+			return caddyhttp.Error(499, r.Context().Err())
 		}
 	}
 	lease, err := svc.Acquire(r.Context())

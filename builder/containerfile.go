@@ -1,0 +1,498 @@
+package builder
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// containerfileName is the name the generated Containerfile gets in the
+// build context. It is left out of the image.
+const containerfileName = ".podcell.Containerfile"
+
+// Step purposes, as BuildError.Purpose and Step.Purpose report them.
+const (
+	PurposeBase       = "base image"
+	PurposeNode       = "install Node.js into the base image"
+	PurposeEnv        = "environment"
+	PurposeWorkdir    = "working directory"
+	PurposeManifests  = "copy dependency manifests"
+	PurposeInstall    = "install dependencies"
+	PurposeSource     = "copy source"
+	PurposeBuild      = "build command"
+	PurposeRuntimeEnv = "runtime environment"
+	PurposeExpose     = "expose port"
+	PurposeUser       = "run as non-root user"
+	PurposeEntrypoint = "entrypoint"
+	PurposeStart      = "start command"
+	PurposeLabels     = "labels"
+)
+
+const (
+	nodeEarlyHint      = "package.json has its own install scripts, which may need the source"
+	requirementsHint   = "requirements.txt refers to local files, which need the source"
+	defaultRuntimeUser = "10001:10001"
+)
+
+// plan is a generated Containerfile and what was decided on the way.
+type plan struct {
+	text string
+	// purposes[i] says what instruction i+1 (build output "STEP i+1/n") does.
+	purposes []string
+	start    string
+	// notes are human-readable lines on what was detected or decided.
+	notes []string
+}
+
+// installGroup is one dependency installation: the manifest files it needs
+// and its commands. An early group runs before the rest of the source is
+// copied, so its layer is reused while those files stay the same.
+type installGroup struct {
+	kind  string // "pip", "npm", "yarn"
+	files []string
+	cmds  []string
+	early bool
+}
+
+var (
+	pythonManifests = []string{"requirements.txt", "pyproject.toml"}
+	npmManifests    = []string{"package.json", "package-lock.json", "npm-shrinkwrap.json", ".npmrc"}
+	yarnManifests   = []string{"package.json", "yarn.lock", ".yarnrc", ".npmrc"}
+)
+
+const pyprojectInstall = `python3 -c 'import subprocess, sys, tomllib; deps = tomllib.load(open("pyproject.toml", "rb")).get("project", {}).get("dependencies", []); print("pyproject.toml: %d dependencies" % len(deps)); deps and subprocess.check_call([sys.executable, "-m", "pip", "install", *deps])'`
+
+// generate writes the Containerfile for the app in dir (the build context).
+func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user string) (*plan, error) {
+	p := &plan{}
+	have := func(name string) bool {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		return err == nil && fi.Mode().IsRegular()
+	}
+	pkg := readPackageJSON(dir)
+
+	var groups []installGroup
+	var build string
+	if strings.TrimSpace(spec.Build) == "" {
+		groups, build = detectInstall(dir, rt, have, pkg, p)
+	} else {
+		groups, build = hoistInstall(spec.Build, have, pkg)
+		for _, g := range groups {
+			p.notes = append(p.notes, fmt.Sprintf("build command: %s runs before the source is copied (cached while %s stay the same)", strings.Join(g.cmds, " && "), filesOrNone(g.files)))
+		}
+	}
+
+	start := strings.TrimSpace(spec.Start)
+	if start == "" {
+		var how string
+		start, how = detectStart(dir, rt, have, pkg)
+		if start == "" {
+			where := "the repository root"
+			if spec.RootDir != "" {
+				where = "root_dir " + spec.RootDir
+			}
+			return nil, &InputError{Field: "start", Reason: "is required: no Procfile 'web:' line, package.json start script, server.js, main.py or app.py found in " + where}
+		}
+		p.notes = append(p.notes, fmt.Sprintf("start command: %s (from %s)", start, how))
+	}
+	p.start = start
+
+	var b strings.Builder
+	add := func(purpose, format string, args ...any) {
+		fmt.Fprintf(&b, format+"\n", args...)
+		p.purposes = append(p.purposes, purpose)
+	}
+	add(PurposeBase, "FROM %s", base)
+	if aptNode {
+		add(PurposeNode, "RUN %s", jsonArray("/bin/sh", "-ec", "apt-get update\napt-get install -y --no-install-recommends nodejs npm\nrm -rf /var/lib/apt/lists/*"))
+	}
+	// Build-time settings shared by every app on this runtime, so this layer
+	// is cached across apps. HOME stays root's during the build: /tmp is a
+	// tmpfs at run time and would hide whatever the build put there.
+	add(PurposeEnv, "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false")
+	add(PurposeWorkdir, "WORKDIR /app")
+	for _, g := range groups {
+		if !g.early {
+			continue
+		}
+		if len(g.files) > 0 {
+			add(PurposeManifests, "COPY %s", jsonArray(append(append([]string{}, g.files...), "./")...))
+		}
+		add(PurposeInstall, "RUN %s", shell(strings.Join(g.cmds, "\n")))
+	}
+	add(PurposeSource, "COPY . .")
+	for _, g := range groups {
+		if !g.early {
+			add(PurposeInstall, "RUN %s", shell(strings.Join(g.cmds, "\n")))
+		}
+	}
+	if strings.TrimSpace(build) != "" {
+		add(PurposeBuild, "RUN %s", shell(build))
+	}
+	// The app runs as a user that owns nothing, on a read-only root with a
+	// tmpfs on /tmp: HOME and npm's cache go there.
+	path := ""
+	if rt.Node {
+		path = " PATH=/app/node_modules/.bin:$PATH"
+	}
+	add(PurposeRuntimeEnv, "ENV HOME=/tmp npm_config_cache=/tmp/.npm PORT=%d%s", spec.Port, path)
+	add(PurposeExpose, "EXPOSE %d", spec.Port)
+	add(PurposeUser, "USER %s", user)
+	add(PurposeEntrypoint, "ENTRYPOINT []")
+	add(PurposeStart, "CMD %s", jsonArray("/bin/sh", "-c", execStart(start)))
+	p.text = b.String()
+	return p, nil
+}
+
+// label appends one LABEL instruction setting the key/value pairs.
+func (p *plan) label(pairs [][2]string) {
+	var b strings.Builder
+	b.WriteString("LABEL")
+	for _, kv := range pairs {
+		fmt.Fprintf(&b, " %s=%s", labelQuote(kv[0]), labelQuote(kv[1]))
+	}
+	p.text += b.String() + "\n"
+	p.purposes = append(p.purposes, PurposeLabels)
+}
+
+// labelQuote is s as a double-quoted Containerfile word: no variable is
+// expanded in it and no quote ends it early.
+func labelQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "\n", " ", "\r", " ")
+	return `"` + r.Replace(s) + `"`
+}
+
+// detectInstall picks the usual dependency installation for the files in
+// dir when the user gave no build command.
+func detectInstall(dir string, rt Runtime, have func(string) bool, pkg *packageJSON, p *plan) ([]installGroup, string) {
+	var groups []installGroup
+	build := ""
+	if rt.Python {
+		switch {
+		case have("requirements.txt"):
+			g := installGroup{kind: "pip", files: []string{"requirements.txt"}, cmds: []string{"python3 -m pip install -r requirements.txt"}, early: true}
+			if !requirementsSelfContained(filepath.Join(dir, "requirements.txt")) {
+				g.early = false
+				p.notes = append(p.notes, "dependencies are installed after the source is copied: "+requirementsHint)
+			}
+			groups = append(groups, g)
+			p.notes = append(p.notes, "requirements.txt: "+g.cmds[0])
+		case have("pyproject.toml"):
+			groups = append(groups, installGroup{kind: "pip", files: []string{"pyproject.toml"}, cmds: []string{pyprojectInstall}, early: true})
+			p.notes = append(p.notes, "pyproject.toml: pip install of its [project] dependencies")
+		}
+	}
+	if rt.Node && have("package.json") {
+		g := installGroup{kind: "npm", early: true}
+		switch {
+		case have("package-lock.json") || have("npm-shrinkwrap.json"):
+			g.cmds = []string{"npm ci"}
+		case have("yarn.lock"):
+			g.kind = "yarn"
+			g.cmds = []string{"if command -v yarn >/dev/null; then yarn install --frozen-lockfile; else npm install; fi"}
+		default:
+			g.cmds = []string{"npm install"}
+		}
+		g.files = manifestsPresent(g.kind, have)
+		if pkg != nil && pkg.hasInstallScripts() {
+			g.early = false
+			p.notes = append(p.notes, "dependencies are installed after the source is copied: "+nodeEarlyHint)
+		}
+		groups = append(groups, g)
+		p.notes = append(p.notes, "package.json: "+g.cmds[0])
+		if pkg != nil && pkg.Scripts["build"] != "" {
+			build = "npm run build"
+			p.notes = append(p.notes, "package.json has a build script: npm run build")
+		}
+	}
+	return groups, build
+}
+
+func manifestsPresent(kind string, have func(string) bool) []string {
+	list := npmManifests
+	switch kind {
+	case "yarn":
+		list = yarnManifests
+	case "pip":
+		list = pythonManifests[:1]
+	}
+	var files []string
+	for _, f := range list {
+		if have(f) {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+func filesOrNone(files []string) string {
+	if len(files) == 0 {
+		return "the command"
+	}
+	return strings.Join(files, ", ")
+}
+
+// hoistInstall moves the dependency installs a user's build command starts
+// with (pip install -r requirements.txt, npm ci, ...) before the copy of the
+// source, so they are cached like detected ones. The rest of the build
+// command runs as written, after the copy.
+func hoistInstall(script string, have func(string) bool, pkg *packageJSON) ([]installGroup, string) {
+	var groups []installGroup
+	lines := strings.Split(strings.ReplaceAll(script, "\r\n", "\n"), "\n")
+	for i, line := range lines {
+		t := strings.TrimSpace(line)
+		if t == "" {
+			continue
+		}
+		parts := strings.Split(t, "&&")
+		for j, part := range parts {
+			g, ok := hoistable(strings.TrimSpace(part), have, pkg)
+			if !ok {
+				rest := strings.TrimSpace(strings.Join(parts[j:], "&&"))
+				if i+1 < len(lines) {
+					rest += "\n" + strings.Join(lines[i+1:], "\n")
+				}
+				return groups, rest
+			}
+			if n := len(groups); n > 0 && groups[n-1].kind == g.kind {
+				groups[n-1].cmds = append(groups[n-1].cmds, g.cmds...)
+				for _, f := range g.files {
+					if !contains(groups[n-1].files, f) {
+						groups[n-1].files = append(groups[n-1].files, f)
+					}
+				}
+			} else {
+				groups = append(groups, g)
+			}
+		}
+	}
+	return groups, ""
+}
+
+var (
+	shellSyntax = regexp.MustCompile(`['"` + "`" + `$;|<>(){}\\&!*?#~]`)
+	pipCommand  = regexp.MustCompile(`^(pip3?|python3?(\.\d+)? -m pip) install (.+)$`)
+	pkgSpec     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-\[\],=]*$`)
+	npmCommand  = regexp.MustCompile(`^(npm (ci|install|i)|yarn( install)?)((?: -[-\w=.]+)*)$`)
+)
+
+// hoistable reports whether cmd is a dependency install that needs nothing
+// but manifest files, and which files.
+func hoistable(cmd string, have func(string) bool, pkg *packageJSON) (installGroup, bool) {
+	if cmd == "" || shellSyntax.MatchString(cmd) {
+		return installGroup{}, false
+	}
+	cmd = strings.Join(strings.Fields(cmd), " ")
+	if m := pipCommand.FindStringSubmatch(cmd); m != nil {
+		g := installGroup{kind: "pip", cmds: []string{cmd}, early: true}
+		args := strings.Fields(m[3])
+		for k := 0; k < len(args); k++ {
+			a := args[k]
+			var req string
+			switch {
+			case a == "-r" || a == "--requirement":
+				if k+1 >= len(args) {
+					return g, false
+				}
+				k++
+				req = args[k]
+			case strings.HasPrefix(a, "--requirement="):
+				req = strings.TrimPrefix(a, "--requirement=")
+			case strings.HasPrefix(a, "-r"):
+				req = strings.TrimPrefix(a, "-r")
+			case a == "-e" || strings.HasPrefix(a, "--editable") || a == "-c" || strings.HasPrefix(a, "--constraint") || strings.HasPrefix(a, "--src"):
+				return g, false
+			case strings.HasPrefix(a, "-"):
+				continue
+			case pkgSpec.MatchString(a):
+				continue
+			default:
+				return g, false
+			}
+			if req != "requirements.txt" || !have(req) {
+				return g, false
+			}
+			g.files = []string{"requirements.txt"}
+		}
+		return g, true
+	}
+	if m := npmCommand.FindStringSubmatch(cmd); m != nil {
+		if !have("package.json") || (pkg != nil && pkg.hasInstallScripts()) {
+			return installGroup{}, false
+		}
+		kind := "npm"
+		if strings.HasPrefix(cmd, "yarn") {
+			kind = "yarn"
+		}
+		return installGroup{kind: kind, files: manifestsPresent(kind, have), cmds: []string{cmd}, early: true}, true
+	}
+	return installGroup{}, false
+}
+
+// requirementsSelfContained reports whether a requirements file installs
+// only from package indexes, without other files of the repository.
+func requirementsSelfContained(file string) bool {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if i := strings.Index(l, " #"); i >= 0 {
+			l = strings.TrimSpace(l[:i])
+		}
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		for _, p := range []string{".", "/", "-e", "--editable", "-r", "--requirement", "-c", "--constraint"} {
+			if strings.HasPrefix(l, p) {
+				return false
+			}
+		}
+		if strings.Contains(l, "file:") {
+			return false
+		}
+	}
+	return true
+}
+
+type packageJSON struct {
+	Scripts map[string]string `json:"scripts"`
+	Main    string            `json:"main"`
+}
+
+func readPackageJSON(dir string) *packageJSON {
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		return nil
+	}
+	var p packageJSON
+	if json.Unmarshal(data, &p) != nil {
+		return nil
+	}
+	return &p
+}
+
+// hasInstallScripts: npm runs these lifecycle scripts of the package itself
+// on install, and they usually need the package's source.
+func (p *packageJSON) hasInstallScripts() bool {
+	for _, s := range []string{"preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare"} {
+		if p.Scripts[s] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// detectStart finds the command that starts the app, and where it came from.
+func detectStart(dir string, rt Runtime, have func(string) bool, pkg *packageJSON) (cmd, from string) {
+	if have("Procfile") {
+		if web := procfileWeb(filepath.Join(dir, "Procfile")); web != "" {
+			return web, "Procfile web:"
+		}
+	}
+	python := func() (string, string) {
+		for _, f := range []string{"main.py", "app.py"} {
+			if have(f) {
+				return "python3 " + f, f
+			}
+		}
+		return "", ""
+	}
+	node := func() (string, string) {
+		if pkg != nil && pkg.Scripts["start"] != "" {
+			// npm itself needs seconds of CPU to start at the CPU share of a
+			// small instance (5 s more than node alone at 256 MB): run the
+			// script as npm would, with node_modules/.bin on PATH, unless npm
+			// has pre/post scripts to run around it.
+			if pkg.Scripts["prestart"] == "" && pkg.Scripts["poststart"] == "" {
+				return pkg.Scripts["start"], "package.json start script, run without npm"
+			}
+			return "npm start", "package.json start script"
+		}
+		if have("server.js") {
+			return "node server.js", "server.js"
+		}
+		return "", ""
+	}
+	order := []func() (string, string){}
+	if rt.Python {
+		order = append(order, python)
+	}
+	if rt.Node {
+		order = append(order, node)
+	}
+	for _, f := range order {
+		if c, w := f(); c != "" {
+			return c, w
+		}
+	}
+	return "", ""
+}
+
+var (
+	compoundShell = regexp.MustCompile("[;&|()`<>\n{}]")
+	shellKeywords = map[string]bool{
+		"if": true, "for": true, "while": true, "until": true, "case": true, "exec": true, "cd": true,
+		"export": true, "set": true, "unset": true, ".": true, "source": true, "eval": true, "!": true,
+		"trap": true, "ulimit": true, "umask": true, "wait": true, "test": true, "[": true,
+	}
+)
+
+// execStart prefixes a simple start command with exec, so the app replaces
+// the shell (dash does not exec a -c command by itself) and gets the
+// SIGTERM a stop sends; a compound command is left as it is.
+func execStart(start string) string {
+	first, _, _ := strings.Cut(start, " ")
+	if compoundShell.MatchString(start) || shellKeywords[first] || strings.Contains(first, "=") {
+		return start
+	}
+	return "exec " + start
+}
+
+// procfileWeb returns the command of the Procfile's web process.
+func procfileWeb(file string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		name, cmd, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(name) == "web" {
+			return strings.TrimSpace(cmd)
+		}
+	}
+	return ""
+}
+
+// shell is a RUN instruction's exec form running script with sh -e: a
+// multi-line script stays one instruction, and any failing line fails it.
+func shell(script string) string {
+	return jsonArray("/bin/sh", "-ec", strings.TrimSpace(script))
+}
+
+// jsonArray is the exec form of an instruction: a JSON array of strings,
+// with newlines escaped so the instruction stays on one line.
+func jsonArray(args ...string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(args)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,67 @@
+package builder
+
+import (
+	"fmt"
+	"strings"
+)
+
+// InputError is a problem with what the user asked to build: the field it
+// concerns (url, ref, root_dir, runtime, port, start, tag), the value given
+// and what is wrong with it. Nothing is built when it is returned.
+type InputError struct {
+	Field  string
+	Value  string
+	Reason string
+	Err    error // the underlying cause, if any
+}
+
+func (e *InputError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("%s %q %s", e.Field, e.Value, e.Reason)
+}
+
+func (e *InputError) Unwrap() error { return e.Err }
+
+// BuildError is a failed image build: which Containerfile step failed, what
+// that step was for and the last lines of the build log.
+type BuildError struct {
+	// Step is the step line from the build output that failed, e.g.
+	// `STEP 7/11: RUN ["/bin/sh","-ec","exit 3"]`; empty if the build failed
+	// before its first step.
+	Step string
+	// Purpose says what the step does in words: "build command",
+	// "install dependencies", "base image", ...
+	Purpose string
+	// Last holds the last lines of the build log (at most Options.ErrorLines).
+	Last []string
+	// Log is the whole kept build log (clone and build).
+	Log []string
+	Err error
+}
+
+func (e *BuildError) Error() string {
+	var b strings.Builder
+	b.WriteString("image build failed")
+	if e.Step != "" {
+		fmt.Fprintf(&b, " at %s", e.Step)
+	}
+	if e.Purpose != "" {
+		fmt.Fprintf(&b, " (%s)", e.Purpose)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if len(e.Last) > 0 {
+		b.WriteString("\nlast log lines:\n")
+		for _, l := range e.Last {
+			b.WriteString("  ")
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }

@@ -1,0 +1,146 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/podcell/podcell/scaler"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves podcell's management endpoints on Caddy's admin API,
+// under /podcell/. It reads the live scalers, so it answers for whatever
+// config is running.
+type adminAPI struct{}
+
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.podcell",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+func (a adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/podcell/services", Handler: caddy.AdminHandlerFunc(a.listServices)},
+		{Pattern: "/podcell/services/", Handler: caddy.AdminHandlerFunc(a.service)},
+	}
+}
+
+// ServiceStatus is a service's live state as the admin API reports it.
+type ServiceStatus struct {
+	Name      string                    `json:"name"`
+	Image     string                    `json:"image"`
+	Revision  string                    `json:"revision"`
+	Inflight  int                       `json:"inflight"`
+	Queued    int                       `json:"queued"`
+	States    map[string]int            `json:"states"`
+	Instances []scaler.InstanceSnapshot `json:"instances"`
+	Stats     map[string]int64          `json:"stats"`
+	Deploy    *DeployStatus             `json:"deploy,omitempty"`
+}
+
+func statusOf(svc *scaler.Service) ServiceStatus {
+	snap := svc.Snapshot()
+	st := ServiceStatus{
+		Name: snap.Name, Image: svc.Config().Image, Revision: snap.Revision,
+		Inflight: snap.Inflight, Queued: snap.Queued, States: map[string]int{},
+		Instances: snap.Instances,
+		Stats: map[string]int64{
+			"cold_starts": svc.Stats.ColdStarts.Load(), "resumes": svc.Stats.Resumes.Load(),
+			"start_failures": svc.Stats.StartFails.Load(), "crashes": svc.Stats.Crashes.Load(),
+			"oom_kills": svc.Stats.OOMKills.Load(), "pauses": svc.Stats.Pauses.Load(),
+			"stops": svc.Stats.Stops.Load(), "queue_full": svc.Stats.QueueFull.Load(),
+			"queue_timeouts": svc.Stats.QueueTimeout.Load(),
+		},
+	}
+	if st.Instances == nil {
+		st.Instances = []scaler.InstanceSnapshot{}
+	}
+	for _, i := range snap.Instances {
+		st.States[i.State]++
+	}
+	return st
+}
+
+// liveServices lists the services of every running scaler, by name.
+func liveServices() []*scaler.Service {
+	var out []*scaler.Service
+	scalers.Range(func(_, v any) bool {
+		out = append(out, v.(pooledScaler).sc.Services()...)
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+func findService(name string) *scaler.Service {
+	for _, svc := range liveServices() {
+		if svc.Name() == name {
+			return svc
+		}
+	}
+	return nil
+}
+
+func (adminAPI) listServices(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return apiError(http.StatusMethodNotAllowed, "use GET")
+	}
+	out := []ServiceStatus{}
+	for _, svc := range liveServices() {
+		st := statusOf(svc)
+		st.Deploy = deployStatus(svc.Name())
+		out = append(out, st)
+	}
+	return writeJSON(w, out)
+}
+
+// service routes /podcell/services/<name>[/<action>...].
+func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, "/podcell/services/")
+	name, action, _ := strings.Cut(rest, "/")
+	if name == "" {
+		return a.listServices(w, r)
+	}
+	switch action {
+	case "":
+		if r.Method != http.MethodGet {
+			return apiError(http.StatusMethodNotAllowed, "use GET")
+		}
+		svc := findService(name)
+		dep := deployStatus(name)
+		if svc == nil && dep == nil {
+			return apiError(http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
+		}
+		st := ServiceStatus{Name: name, States: map[string]int{}, Instances: []scaler.InstanceSnapshot{}}
+		if svc != nil {
+			st = statusOf(svc)
+		}
+		st.Deploy = dep
+		return writeJSON(w, st)
+	default:
+		return deployRoutes(w, r, name, action)
+	}
+}
+
+func apiError(code int, msg string) error {
+	return caddy.APIError{HTTPStatus: code, Message: msg, Err: fmt.Errorf("%s", msg)}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var _ caddy.AdminRouter = adminAPI{}

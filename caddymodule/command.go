@@ -1,0 +1,197 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "podcell",
+		Short: "Manage podcell services through a running Caddy's admin API",
+		Long: `Talks to the admin API of a running Caddy (--address, or the admin
+address of --config, or localhost:2019) under /podcell/.`,
+		CobraFunc: podcellCommands,
+	})
+}
+
+func podcellCommands(cmd *cobra.Command) {
+	var address, config, adapter string
+	cmd.PersistentFlags().StringVar(&address, "address", "", "admin API address (default: from --config, else localhost:2019)")
+	cmd.PersistentFlags().StringVarP(&config, "config", "c", "", "config file to read the admin address from")
+	cmd.PersistentFlags().StringVarP(&adapter, "adapter", "a", "", "adapter of the config file")
+	request := func(method, uri string, body io.Reader) (*http.Response, error) {
+		addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 300 {
+			defer resp.Body.Close()
+			var e struct {
+				Error string `json:"error"`
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if json.Unmarshal(b, &e) == nil && e.Error != "" {
+				return nil, fmt.Errorf("%s", e.Error)
+			}
+			return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		return resp, nil
+	}
+	getJSON := func(uri string, v any) error {
+		resp, err := request(http.MethodGet, uri, nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	copyLog := func(service string, id int, follow bool) error {
+		uri := fmt.Sprintf("/podcell/services/%s/builds/%d/log", service, id)
+		if follow {
+			uri += "?follow=1"
+		}
+		resp, err := request(http.MethodGet, uri, nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(os.Stdout, resp.Body)
+		return err
+	}
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "services",
+		Short: "List services with their instances by state",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var list []ServiceStatus
+			if err := getJSON("/podcell/services", &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tREVISION\tINSTANCES\tINFLIGHT\tQUEUED\tIMAGE")
+			for _, s := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Revision, states(s.States), s.Inflight, s.Queued, s.Image)
+			}
+			return tw.Flush()
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status <service>",
+		Short: "Show one service's live state as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			resp, err := request(http.MethodGet, "/podcell/services/"+args[0], nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(os.Stdout, resp.Body)
+			return err
+		},
+	})
+	var follow bool
+	deploy := &cobra.Command{
+		Use:   "deploy <service>",
+		Short: "Build the service's git source and deploy it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			resp, err := request(http.MethodPost, "/podcell/services/"+args[0]+"/deploy", nil)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Build int `json:"build"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			fmt.Fprintf(os.Stderr, "build %d of %s\n", out.Build, args[0])
+			if !follow {
+				return nil
+			}
+			// A build queued behind a running one has no log yet.
+			for i := 0; ; i++ {
+				err := copyLog(args[0], out.Build, true)
+				if err == nil || i > 600 || !strings.Contains(err.Error(), "is not kept") {
+					return err
+				}
+				time.Sleep(time.Second)
+			}
+		},
+	}
+	deploy.Flags().BoolVarP(&follow, "follow", "f", false, "stream the build log until the build ends")
+	cmd.AddCommand(deploy)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "builds <service>",
+		Short: "List the service's recent builds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var list []BuildInfo
+			if err := getJSON("/podcell/services/"+args[0]+"/builds", &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BUILD\tSTATUS\tTRIGGER\tCOMMIT\tSTARTED\tSECONDS\tREASON")
+			for _, b := range list {
+				commit := b.Commit
+				if len(commit) > 12 {
+					commit = commit[:12]
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n", b.ID, b.Status, b.Trigger, commit,
+					b.Started.Format(time.RFC3339), b.Seconds, firstLine(b.Reason))
+			}
+			return tw.Flush()
+		},
+	})
+	var followLog bool
+	buildLog := &cobra.Command{
+		Use:   "build-log <service> <build>",
+		Short: "Print a build's log (-f: follow it while it runs)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var id int
+			if _, err := fmt.Sscan(args[1], &id); err != nil {
+				return fmt.Errorf("build %q is not a number", args[1])
+			}
+			return copyLog(args[0], id, followLog)
+		},
+	}
+	buildLog.Flags().BoolVarP(&followLog, "follow", "f", false, "keep printing lines until the build ends")
+	cmd.AddCommand(buildLog)
+}
+
+func states(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", m[k], k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

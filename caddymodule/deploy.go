@@ -1,0 +1,373 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/scaler"
+)
+
+// A service built from git has a deployer: it builds images from the
+// service's source and, after each successful build, applies the service
+// with the new image, which rolls instances over. A failed build leaves the
+// running revision alone. Deployers live in a usage pool, so a build in
+// progress survives config reloads.
+
+var deployers = caddy.NewUsagePool()
+
+const keptBuilds = 20
+
+type deployer struct {
+	name string
+	sc   *scaler.Scaler
+	b    *builder.Builder
+	log  *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	spec    builder.Spec
+	cfg     scaler.ServiceConfig // without Image: that comes from the build
+	ref     *serviceRef          // the running config's, updated on reload
+	poll    time.Duration
+	builds  []*buildRecord
+	nextID  int
+	current *buildRecord // whose image serves
+	running *buildRecord
+	again   bool // a deploy was asked for while one ran
+	pollSet chan struct{}
+}
+
+// buildRecord is one build: its state and its log, which followers can
+// read while it grows.
+type buildRecord struct {
+	BuildInfo // guarded by the deployer's mu
+	imageID   string
+
+	mu      sync.Mutex
+	lines   []string
+	changed chan struct{} // closed and replaced on every new line
+	done    bool
+}
+
+const maxBuildLines = 10000
+
+func (b *buildRecord) addLine(line string) {
+	b.mu.Lock()
+	if len(b.lines) < maxBuildLines {
+		b.lines = append(b.lines, line)
+	} else if len(b.lines) == maxBuildLines {
+		b.lines = append(b.lines, "[log truncated: more than 10000 lines]")
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *buildRecord) finish() {
+	b.mu.Lock()
+	b.done = true
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// linesFrom returns the lines from index i on, whether the build is done,
+// and a channel closed when there is more.
+func (b *buildRecord) linesFrom(i int) ([]string, bool, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	if i < len(b.lines) {
+		out = append(out, b.lines[i:]...)
+	}
+	return out, b.done, b.changed
+}
+
+// BuildInfo describes one build.
+type BuildInfo struct {
+	ID       int       `json:"id"`
+	Status   string    `json:"status"` // running, succeeded, failed
+	Reason   string    `json:"reason,omitempty"`
+	Trigger  string    `json:"trigger"`
+	Commit   string    `json:"commit,omitempty"`
+	Image    string    `json:"image,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Seconds  float64   `json:"seconds,omitempty"`
+}
+
+// DeployStatus is what the admin API shows of a service's deploys.
+type DeployStatus struct {
+	Source  builder.Spec `json:"source"`
+	Current *BuildInfo   `json:"current,omitempty"`
+	Running *BuildInfo   `json:"running,omitempty"`
+	Builds  []BuildInfo  `json:"builds"`
+}
+
+type pooledDeployer struct{ d *deployer }
+
+func (p pooledDeployer) Destruct() error {
+	p.d.cancel()
+	return nil
+}
+
+func findDeployer(name string) *deployer {
+	var found *deployer
+	deployers.Range(func(_, v any) bool {
+		if d := v.(pooledDeployer).d; d.name == name {
+			found = d
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func deployStatus(name string) *DeployStatus {
+	d := findDeployer(name)
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &DeployStatus{Source: d.spec, Builds: []BuildInfo{}}
+	if d.current != nil {
+		info := d.current.BuildInfo
+		st.Current = &info
+	}
+	if d.running != nil {
+		info := d.running.BuildInfo
+		st.Running = &info
+	}
+	for _, b := range d.builds {
+		st.Builds = append(st.Builds, b.BuildInfo)
+	}
+	return st
+}
+
+// update gives the deployer the running config's source and settings. It
+// deploys when the source changed or nothing was built yet; when only the
+// service settings changed, it applies them to the current image.
+func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serviceRef, poll time.Duration) error {
+	d.mu.Lock()
+	sourceChanged := d.spec != spec
+	d.spec, d.cfg, d.ref, d.poll = spec, cfg, ref, poll
+	current, running := d.current, d.running != nil
+	d.mu.Unlock()
+	select {
+	case d.pollSet <- struct{}{}:
+	default:
+	}
+	switch {
+	case !sourceChanged && current != nil:
+		cfg.Image = current.imageID
+		svc, err := d.sc.Apply(cfg)
+		if err != nil {
+			return err
+		}
+		ref.set(svc)
+	case !sourceChanged && running:
+		// The build in progress deploys with the settings just stored.
+	default:
+		d.deploy("config")
+	}
+	return nil
+}
+
+// deploy starts a build unless one runs; then it runs another one after.
+// It returns the id of the build that will carry the current source.
+func (d *deployer) deploy(trigger string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != nil {
+		d.again = true
+		return d.nextID + 1
+	}
+	return d.startLocked(trigger).ID
+}
+
+func (d *deployer) startLocked(trigger string) *buildRecord {
+	d.nextID++
+	rec := &buildRecord{BuildInfo: BuildInfo{ID: d.nextID, Status: "running", Trigger: trigger, Started: time.Now()}, changed: make(chan struct{})}
+	d.running = rec
+	d.builds = append(d.builds, rec)
+	if len(d.builds) > keptBuilds {
+		d.builds = d.builds[len(d.builds)-keptBuilds:]
+	}
+	spec := d.spec
+	go d.run(rec, spec)
+	return rec
+}
+
+func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
+	log := d.log.With(zap.String("service", d.name), zap.Int("build", rec.ID))
+	log.Info("build started", zap.String("repo", spec.URL), zap.String("ref", spec.Ref), zap.String("trigger", rec.Trigger))
+	res, err := d.b.Build(d.ctx, spec, imageTag(d.name, spec), func(line string) {
+		rec.addLine(line)
+		log.Info("build output", zap.String("line", line))
+	})
+	var svc *scaler.Service
+	if err == nil {
+		d.mu.Lock()
+		cfg := d.cfg // the settings of the config running now
+		d.mu.Unlock()
+		// The image ID, not the tag: a rebuild of new code keeps the tag
+		// but changes the ID, and with it the revision.
+		cfg.Image = res.ImageID
+		svc, err = d.sc.Apply(cfg)
+		if err != nil {
+			err = fmt.Errorf("the image was built but the service cannot run it: %w", err)
+		}
+	}
+	d.mu.Lock()
+	rec.Finished = time.Now()
+	rec.Seconds = rec.Finished.Sub(rec.Started).Seconds()
+	if res != nil {
+		rec.Commit = res.Commit
+	}
+	if err != nil {
+		rec.Status = "failed"
+		rec.Reason = err.Error()
+		log.Error("build failed; the running revision stays", zap.Error(err))
+	} else {
+		rec.Status = "succeeded"
+		rec.Image = res.Tag
+		rec.imageID = res.ImageID
+		d.current = rec
+		d.ref.set(svc)
+		log.Info("build deployed", zap.String("image", res.Tag), zap.String("commit", res.Commit), zap.Float64("seconds", rec.Seconds))
+	}
+	d.running = nil
+	if d.again && d.ctx.Err() == nil {
+		d.again = false
+		d.startLocked("queued")
+	}
+	status := rec.Status
+	d.mu.Unlock()
+	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
+	rec.finish()
+}
+
+// imageTag names a build's image by the source spec, so an unchanged
+// source rebuilds (from cache) into the same tag and revision.
+func imageTag(service string, spec builder.Spec) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q %q %q %q %q %d", spec.URL, spec.Ref, spec.RootDir, spec.Runtime, spec.Build, spec.Start, spec.Port)
+	return "localhost/podcell-build/" + service + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// pollLoop redeploys when the branch moved, every poll interval.
+func (d *deployer) pollLoop() {
+	for {
+		d.mu.Lock()
+		every := d.poll
+		d.mu.Unlock()
+		var tick <-chan time.Time
+		if every > 0 {
+			t := time.NewTimer(every)
+			tick = t.C
+			defer t.Stop()
+		}
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.pollSet:
+			continue
+		case <-tick:
+		}
+		d.mu.Lock()
+		spec, current := d.spec, d.current
+		d.mu.Unlock()
+		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+		commit, err := d.b.Resolve(ctx, spec.Source)
+		cancel()
+		if err != nil {
+			d.log.Warn("auto-deploy: cannot read the branch", zap.String("service", d.name), zap.Error(err))
+			continue
+		}
+		if current == nil || current.Commit != commit {
+			d.deploy("poll")
+		}
+	}
+}
+
+// deployRoutes serves /podcell/services/<name>/deploy and .../builds[/<id>/log].
+func deployRoutes(w http.ResponseWriter, r *http.Request, name, action string) error {
+	d := findDeployer(name)
+	if d == nil {
+		if findService(name) == nil {
+			return apiError(http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
+		}
+		return apiError(http.StatusConflict, fmt.Sprintf("service %q runs an image, not a git source: there is nothing to build", name))
+	}
+	parts := strings.Split(action, "/")
+	switch {
+	case parts[0] == "deploy" && len(parts) == 1:
+		if r.Method != http.MethodPost {
+			return apiError(http.StatusMethodNotAllowed, "use POST")
+		}
+		id := d.deploy("api")
+		w.WriteHeader(http.StatusAccepted)
+		return writeJSON(w, map[string]any{"build": id, "log": fmt.Sprintf("/podcell/services/%s/builds/%d/log", name, id)})
+	case parts[0] == "builds" && len(parts) == 1:
+		st := deployStatus(name)
+		return writeJSON(w, st.Builds)
+	case parts[0] == "builds" && len(parts) == 3 && parts[2] == "log":
+		id, err := strconv.Atoi(parts[1])
+		if err != nil {
+			return apiError(http.StatusBadRequest, fmt.Sprintf("build id %q is not a number", parts[1]))
+		}
+		var rec *buildRecord
+		d.mu.Lock()
+		for _, b := range d.builds {
+			if b.ID == id {
+				rec = b
+			}
+		}
+		d.mu.Unlock()
+		if rec == nil {
+			return apiError(http.StatusNotFound, fmt.Sprintf("build %d of %s is not kept (the last %d are)", id, name, keptBuilds))
+		}
+		return streamLog(w, r, rec, r.URL.Query().Get("follow") != "")
+	}
+	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use deploy, builds or builds/<id>/log", action))
+}
+
+// streamLog writes a build's log; with follow it keeps writing lines as
+// they come until the build ends or the client leaves.
+func streamLog(w http.ResponseWriter, r *http.Request, rec *buildRecord, follow bool) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	flusher, _ := w.(http.Flusher)
+	next := 0
+	for {
+		lines, done, more := rec.linesFrom(next)
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+		next += len(lines)
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if done || !follow {
+			return nil
+		}
+		select {
+		case <-more:
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}

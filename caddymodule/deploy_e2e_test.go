@@ -1,0 +1,229 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gitRepo is a repository served over HTTP by git's http-backend, as GitHub
+// serves one, from the test itself.
+type gitRepo struct {
+	t    *testing.T
+	work string
+	url  string
+}
+
+func newGitRepo(t *testing.T) *gitRepo {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git is needed to serve test repositories: %v", err)
+	}
+	root := t.TempDir()
+	g := &gitRepo{t: t, work: filepath.Join(root, "work")}
+	g.git(root, "init", "-q", "--bare", "-b", "main", "app.git")
+	g.git(root, "init", "-q", "-b", "main", "work")
+	backend, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(backend)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	g.url = srv.URL + "/app.git"
+	return g
+}
+
+func (g *gitRepo) git(dir string, args ...string) {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		g.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// commit writes files and pushes them to main.
+func (g *gitRepo) commit(msg string, files map[string]string) {
+	g.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(g.work, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	g.git(g.work, "add", "-A")
+	g.git(g.work, "commit", "-q", "-m", msg)
+	g.git(g.work, "push", "-q", filepath.Join(filepath.Dir(g.work), "app.git"), "main")
+}
+
+const pyApp = `import http.server, os
+MSG = open(os.path.join(os.path.dirname(__file__), "message.txt")).read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(MSG.encode())
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+`
+
+func (c *caddyProc) adminJSON(method, path string, v any) int {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+c.admin+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
+}
+
+type deployState struct {
+	Deploy struct {
+		Current *struct {
+			ID     int    `json:"id"`
+			Commit string `json:"commit"`
+		} `json:"current"`
+		Builds []struct {
+			ID     int    `json:"id"`
+			Status string `json:"status"`
+			Reason string `json:"reason"`
+		} `json:"builds"`
+	} `json:"deploy"`
+}
+
+func (c *caddyProc) buildStatus(service string, id int) (status, reason string) {
+	var st deployState
+	c.adminJSON("GET", "/podcell/services/"+service, &st)
+	for _, b := range st.Deploy.Builds {
+		if b.ID == id {
+			return b.Status, b.Reason
+		}
+	}
+	return "", ""
+}
+
+func TestDeployFromGit(t *testing.T) {
+	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
+		t.Fatalf("the local Python runtime image is missing: run make base-images")
+	}
+	repo := newGitRepo(t)
+	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1", "requirements.txt": "# stdlib only\n"})
+	c := startCaddy(t, strings.ReplaceAll(`
+http://{http} {
+	podcell pyapp {
+		git REPO main
+		runtime python3.11-debian
+		start "python3 app.py"
+		memory 256MB
+		pause_after off
+		queue_timeout 2m
+	}
+}`, "REPO", repo.url)+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
+
+	// The first build deploys by itself; the first request waits for it.
+	first := c.get("/")
+	if first.code != 200 || first.body != "v1" {
+		t.Fatalf("first request: %d %q", first.code, first.body)
+	}
+
+	// Steady load while new code deploys: no request may fail.
+	var sent, failed atomic.Int64
+	var last atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			sent.Add(1)
+			r := c.get("/")
+			if r.code != 200 {
+				failed.Add(1)
+				continue
+			}
+			last.Store(r.body)
+		}
+	}()
+	repo.commit("v2", map[string]string{"message.txt": "v2"})
+	var dep struct {
+		Build int    `json:"build"`
+		Log   string `json:"log"`
+	}
+	if code := c.adminJSON("POST", "/podcell/services/pyapp/deploy", &dep); code != http.StatusAccepted {
+		t.Fatalf("deploy: %d", code)
+	}
+	// The log streams while the build runs and ends with its outcome.
+	resp, err := http.Get("http://" + c.admin + dep.Log + "?follow=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	resp.Body.Close()
+	if len(lines) < 5 || lines[len(lines)-1] != fmt.Sprintf("[build %d succeeded]", dep.Build) {
+		t.Fatalf("build log (%d lines) ends with %q", len(lines), lines[len(lines)-1:])
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "Using cache") {
+		t.Errorf("the rebuild of a source-only change reused no cached layer")
+	}
+	eventually(t, time.Minute, "responses did not switch to v2", func() bool { return last.Load() == "v2" })
+
+	// A broken build leaves v2 serving.
+	repo.commit("broken", map[string]string{"requirements.txt": "this-package-does-not-exist==1.0\n"})
+	c.adminJSON("POST", "/podcell/services/pyapp/deploy", &dep)
+	eventually(t, 3*time.Minute, "the broken build did not finish", func() bool {
+		st, _ := c.buildStatus("pyapp", dep.Build)
+		return st == "failed" || st == "succeeded"
+	})
+	st, reason := c.buildStatus("pyapp", dep.Build)
+	if st != "failed" || !strings.Contains(reason, "STEP") {
+		t.Errorf("broken build: %s %q, want failed naming the step", st, reason)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if r := c.get("/"); r.code != 200 || r.body != "v2" {
+		t.Errorf("after the failed build: %d %q, want v2 still serving", r.code, r.body)
+	}
+	t.Logf("%d requests during a deploy and a failed build, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d requests failed", failed.Load())
+	}
+
+	// The CLI shows the same builds.
+	out, err := exec.Command(caddyBin, "podcell", "builds", "pyapp", "--address", c.admin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "succeeded") || !strings.Contains(string(out), "failed") {
+		t.Errorf("caddy podcell builds: %v\n%s", err, out)
+	}
+}
