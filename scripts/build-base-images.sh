@@ -32,7 +32,7 @@ set -euo pipefail
 REPO=localhost/podcell-runtime
 ALL_RUNTIMES=(python3.11-debian node20-debian python3.11-node-debian)
 # Bump to rebuild every image when the way images are made changes (slimming, ENV, ...).
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 
 CACHE="${PODCELL_DEBOOTSTRAP_CACHE:-/var/cache/podcell/debootstrap}"
 LOGDIR="${PODCELL_BASE_IMAGES_LOGDIR:-/var/log/podcell-base-images}"
