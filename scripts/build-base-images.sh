@@ -12,20 +12,21 @@
 #        the part after the colon, e.g. python3.11-debian)
 #
 # Idempotent: an image whose tag exists and whose recipe label matches this script's
-# recipe is kept (then only verified); FORCE=1 rebuilds. Every image is verified
-# (podman run, and podman build FROM it with a RUN step) whether built or kept,
-# and any failure exits non-zero. Needs root (debootstrap, rootful Podman storage).
+# recipe is kept; FORCE=1 rebuilds. Every image is checked with podman run, and a
+# freshly built one also with a podman build FROM it with RUN steps; any failure
+# exits non-zero. Needs root (debootstrap, rootful Podman storage).
 #
 # Environment:
 #   FORCE=1                      rebuild even if the image exists
 #   PODCELL_DEBIAN_MIRROR        Debian mirror (default: the one apt uses, from
-#                                /etc/apt/sources.list*, else http://deb.debian.org/debian)
+#                                /etc/apt/sources.list*)
 #   PODCELL_DEBIAN_SECURITY      security mirror written into the images' apt sources
-#                                (default: from apt's sources, else http://deb.debian.org/debian-security)
+#                                (default: from apt's sources; none if apt has none)
 #   PODCELL_NODE_SUITE           Debian suite for node20-debian (default trixie; when
 #                                trixie's Release is unreachable it falls back to bookworm)
 #   PODCELL_DEBOOTSTRAP_CACHE    .deb cache kept between runs (default /var/cache/podcell/debootstrap)
-#   PODCELL_BASE_IMAGES_LOGDIR   debootstrap logs (default /var/log/podcell-base-images)
+#   PODCELL_BASE_IMAGES_LOGDIR   debootstrap and apt-get logs (default /var/log/podcell-base-images)
+#   PODCELL_PODMAN_TIMEOUT       seconds any podman command may take (default 900)
 #   PODCELL_SKIP_APT=1           do not install debootstrap (fail if it is missing)
 set -euo pipefail
 
@@ -96,10 +97,9 @@ apt_uri_for_suite() {
   done
 }
 MIRROR="${PODCELL_DEBIAN_MIRROR:-$(apt_uri_for_suite bookworm | head -n1)}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+[ -n "$MIRROR" ] || die "no Debian mirror for bookworm in /etc/apt/sources.list*: set PODCELL_DEBIAN_MIRROR to your Debian mirror's URL"
 MIRROR="${MIRROR%/}"
 SECURITY="${PODCELL_DEBIAN_SECURITY:-$(apt_uri_for_suite bookworm-security | head -n1)}"
-SECURITY="${SECURITY:-http://deb.debian.org/debian-security}"
 SECURITY="${SECURITY%/}"
 case "$MIRROR" in http://*|https://*|file:/*) ;; *) die "mirror '$MIRROR' is not an http(s) or file: URL; set PODCELL_DEBIAN_MIRROR" ;; esac
 
@@ -234,6 +234,9 @@ URIs: $MIRROR
 Suites: $suite $suite-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  [ -n "$SECURITY" ] || return 0
+  cat >> "$root/etc/apt/sources.list.d/debian.sources" <<EOF
 
 Types: deb
 URIs: $SECURITY
