@@ -289,8 +289,11 @@ func (d *deployer) pollLoop() {
 		case <-tick:
 		}
 		d.mu.Lock()
-		spec, current := d.spec, d.current
+		spec, current, busy := d.spec, d.current, d.running != nil
 		d.mu.Unlock()
+		if busy {
+			continue // the build running now is of the latest commit or close to it
+		}
 		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 		commit, err := d.b.Resolve(ctx, spec.Source)
 		cancel()

@@ -2,6 +2,9 @@ package caddymodule_test
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -107,9 +110,10 @@ type deployState struct {
 			Commit string `json:"commit"`
 		} `json:"current"`
 		Builds []struct {
-			ID     int    `json:"id"`
-			Status string `json:"status"`
-			Reason string `json:"reason"`
+			ID      int    `json:"id"`
+			Status  string `json:"status"`
+			Reason  string `json:"reason"`
+			Trigger string `json:"trigger"`
 		} `json:"builds"`
 	} `json:"deploy"`
 }
@@ -225,5 +229,74 @@ http://{http} {
 	out, err := exec.Command(caddyBin, "podcell", "builds", "pyapp", "--address", c.admin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "succeeded") || !strings.Contains(string(out), "failed") {
 		t.Errorf("caddy podcell builds: %v\n%s", err, out)
+	}
+}
+
+const nodeServer = `const http = require("http");
+const fs = require("fs");
+const msg = fs.readFileSync(__dirname + "/message.txt", "utf8").trim();
+http.createServer((req, res) => res.end(msg)).listen(Number(process.env.PORT));
+`
+
+func TestDeployNodeByPollAndWebhook(t *testing.T) {
+	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:node20-debian").CombinedOutput(); err != nil {
+		t.Fatalf("the local Node runtime image is missing: run make base-images")
+	}
+	repo := newGitRepo(t)
+	repo.commit("n1", map[string]string{
+		"server.js":         nodeServer,
+		"message.txt":       "n1",
+		"package.json":      `{"name":"app","version":"1.0.0","scripts":{"start":"node server.js"}}`,
+		"package-lock.json": `{"name":"app","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"app","version":"1.0.0"}}}`,
+	})
+	c := startCaddy(t, strings.ReplaceAll(`
+http://{http} {
+	podcell nodeapp {
+		git REPO main
+		runtime node20-debian
+		auto_deploy 2s
+		webhook /_hook s3cret
+		pause_after off
+		queue_timeout 2m
+	}
+}`, "REPO", repo.url)+"\n", withGlobal("runtime_image node20-debian localhost/podcell-runtime:node20-debian"))
+
+	if r := c.get("/"); r.code != 200 || r.body != "n1" {
+		t.Fatalf("first request: %d %q", r.code, r.body)
+	}
+	// A push is picked up by polling.
+	repo.commit("n2", map[string]string{"message.txt": "n2"})
+	eventually(t, 2*time.Minute, "polling did not deploy the new commit", func() bool { return c.get("/").body == "n2" })
+
+	// A webhook with a wrong signature is refused; a signed one deploys.
+	hook := func(secret string) int {
+		body := `{"ref":"refs/heads/main"}`
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(body))
+		req, _ := http.NewRequest("POST", "http://"+c.http+"/_hook", strings.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := hook("wrong"); code != http.StatusUnauthorized {
+		t.Errorf("webhook with a bad signature: %d, want 401", code)
+	}
+	if code := hook("s3cret"); code != http.StatusAccepted {
+		t.Errorf("signed webhook: %d, want 202", code)
+	}
+	var st deployState
+	c.adminJSON("GET", "/podcell/services/nodeapp", &st)
+	var triggers []string
+	for _, b := range st.Deploy.Builds {
+		triggers = append(triggers, b.Trigger+":"+b.Status)
+	}
+	t.Logf("builds: %v", triggers)
+	if got := strings.Join(triggers, " "); !strings.Contains(got, "poll:succeeded") || !strings.Contains(got, "webhook:") {
+		t.Errorf("builds %v: want a deploy by polling and one by the webhook", triggers)
 	}
 }
