@@ -6,14 +6,16 @@
 #
 # Environment:
 #   N        samples per figure (default 25): coldstart's samples, gateway's cold-start samples
-#   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart
-#            or ONLY=gateway; the steps are coldstart and gateway
+#   BUILD_N  rounds of the build benchmark (default 3; each round is 4 image builds per app)
+#   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart,
+#            ONLY=gateway or ONLY=build; the steps are coldstart, gateway and build
 #   GO       the go command (default: go on PATH, else /usr/local/go/bin/go)
 #   PODCELL_PODMAN_URI  Podman API address (default unix:///run/podman/podman.sock)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 N="${N:-25}"
+BUILD_N="${BUILD_N:-3}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 [ -x "$GO" ] || command -v "$GO" >/dev/null || { echo "run.sh: Go not found; install Go 1.26 or set GO=" >&2; exit 1; }
 export PATH="$(dirname "$GO"):$PATH"   # scalertest builds the hello image with `go build`
@@ -28,6 +30,7 @@ mkdir -p "$OUT"
 STEPS=(
   "coldstart|$GO run ./benchmarks/coldstart -n $N -json @JSON@"
   "gateway|$GO run ./benchmarks/gateway -n $N -json @JSON@"
+  "build|$GO run ./benchmarks/build -n $BUILD_N -json @JSON@"
 )
 
 failed=0
