@@ -34,7 +34,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-ver="$(podman version --format '{{.Client.Version}}' 2>/dev/null || podman --version | awk '{print $3}')"
+# A wedged Podman: Podman 4.3 can deadlock on its container locks when a
+# process holding one dies or under heavy concurrent use; every call then
+# hangs. Detect it (a plain listing must answer) and reset the locks.
+if ! timeout 30 podman ps -a -q >/dev/null 2>&1; then
+  say "podman does not answer a container listing within 30s: resetting its locks"
+  pkill -9 -f 'podman system service' || true
+  pkill -9 -f 'podman .*container cleanup' || true
+  sleep 1
+  timeout 120 podman system renumber || die "podman system renumber failed; reboot the host to clear Podman's locks"
+  timeout 30 podman ps -a -q >/dev/null || die "podman still hangs after resetting its locks; reboot the host"
+fi
+
+ver="$(podman --version | awk '{print $3}')"
 major="${ver%%.*}"; rest="${ver#*.}"; minor="${rest%%.*}"
 if [ "$major" -lt 4 ] || { [ "$major" -eq 4 ] && [ "$minor" -lt 3 ]; }; then
   die "podman $ver is too old; podcell needs 4.3 or newer"
@@ -70,19 +82,7 @@ for f in /etc/subuid /etc/subgid; do
   grep -q '^containers:' "$f" || { echo 'containers:2147483647:2147483648' >> "$f"; say "added containers range to $f"; }
 done
 
-# 4. A wedged Podman: Podman 4.3 can deadlock on its container locks when a
-# process holding one dies or under heavy concurrent use; every call then
-# hangs. Detect it (a plain listing must answer) and reset the locks.
-if ! timeout 30 podman ps -a -q >/dev/null 2>&1; then
-  say "podman does not answer a container listing within 30s: resetting its locks"
-  pkill -9 -f 'podman system service' || true
-  pkill -9 -f 'podman .*container cleanup' || true
-  sleep 1
-  timeout 120 podman system renumber || die "podman system renumber failed; reboot the host to clear Podman's locks"
-  timeout 30 podman ps -a -q >/dev/null || die "podman still hangs after resetting its locks; reboot the host"
-fi
-
-# 5. The API service. Without systemd (containers, CI VMs) we run it ourselves.
+# 4. The API service. Without systemd (containers, CI VMs) we run it ourselves.
 answers() { curl -fsS --max-time 3 --unix-socket "$SOCKET" http://d/v4.0.0/libpod/_ping >/dev/null 2>&1; }
 command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null; }
 if answers; then
@@ -102,6 +102,6 @@ else
   say "podman API service answers on $SOCKET"
 fi
 
-# 6. What podcell will find.
+# 5. What podcell will find.
 cg=v1; [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && cg=v2
 say "ready: podman $ver, runtime runc, cgroup $cg, socket unix://$SOCKET"
