@@ -98,8 +98,16 @@ func main() {
 		logf("-n, -rounds, -closed-rounds, -bursts, -workers and -rate must be positive")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		logf("received %v: stopping", sig)
+		signal.Stop(sigs)
+		cancel()
+	}()
 	if err := run(ctx); err != nil {
 		logf("error: %v", err)
 		os.Exit(1)
@@ -126,13 +134,19 @@ type caddyProc struct {
 	exited chan struct{}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct free loopback ports: it holds all n
+// listeners open until it has them, so no port is handed out twice.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 func buildCaddy(ctx context.Context, dir string) (string, error) {
@@ -1279,7 +1293,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	host, err := raw.Host(ctx)
+	actx, cancel := api(ctx)
+	host, err := raw.Host(actx)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -1314,11 +1330,9 @@ func run(ctx context.Context) error {
 	}
 	machine.Caddy = caddyVersion(bin)
 
-	ports := make([]int, 6)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return err
-		}
+	ports, err := freePorts(6)
+	if err != nil {
+		return err
 	}
 	b.admin = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	b.siteA = fmt.Sprintf("127.0.0.1:%d", ports[1])
@@ -1370,7 +1384,7 @@ func run(ctx context.Context) error {
 	if b.benchID == "" {
 		return fmt.Errorf("the bench service runs no container after a request")
 	}
-	actx, cancel := api(ctx)
+	actx, cancel = api(ctx)
 	info, err := raw.Inspect(actx, b.benchID)
 	cancel()
 	if err != nil {
