@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -213,12 +214,8 @@ func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource) (*serviceRef, er
 	return ref, nil
 }
 
-func sameConfig(a, b scaler.ServiceConfig) bool {
-	return a.Revision() == b.Revision() && a.MinInstances == b.MinInstances && a.MaxInstances == b.MaxInstances &&
-		a.Concurrency == b.Concurrency && a.PauseAfter == b.PauseAfter && a.IdleTimeout == b.IdleTimeout &&
-		a.StableWindow == b.StableWindow && a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout &&
-		a.StartTimeout == b.StartTimeout && a.DrainTimeout == b.DrainTimeout && a.StopGrace == b.StopGrace
-}
+// sameConfig: every setting equal, so two handlers can share the service.
+func sameConfig(a, b scaler.ServiceConfig) bool { return reflect.DeepEqual(a, b) }
 
 // Start applies the declared services (rolling over those whose revision
 // changed) and then removes containers that no service claims.
