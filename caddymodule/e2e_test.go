@@ -233,16 +233,7 @@ func (c *caddyProc) get(path string) reply {
 	return reply{code: resp.StatusCode, body: string(b), instance: resp.Header.Get("X-Instance"), seq: seq, header: resp.Header}
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var eventually = scalertest.Eventually
 
 func TestFirstRequestAndBurstAtZero(t *testing.T) {
 	c := startCaddy(t, `

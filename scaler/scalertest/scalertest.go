@@ -117,3 +117,16 @@ func BuildHello(ctx context.Context, p *scaler.Podman) error {
 	}
 	return nil
 }
+
+// Eventually polls cond every 20 ms until it holds, failing the test with
+// what if it does not within the given time.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
