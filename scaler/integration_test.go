@@ -32,12 +32,17 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	rt := scalertest.Podman(t)
-	img := scalertest.Hello(t, rt)
+	return envFor(t, rt, scalertest.Hello(t, rt), "podcelltest-")
+}
+
+// envFor gives a test its own owner label on rt. At the end, every
+// container with that label is removed, and one left running after the
+// test closed its scalers is a failure: Close must remove them.
+func envFor(t *testing.T, rt *scaler.Podman, image, ownerPrefix string) *env {
 	var b [4]byte
 	rand.Read(b[:])
-	e := &env{t: t, rt: rt, image: img, owner: "podcelltest-" + hex.EncodeToString(b[:])}
+	e := &env{t: t, rt: rt, image: image, owner: ownerPrefix + hex.EncodeToString(b[:])}
 	t.Cleanup(func() {
-		// Whatever a test left behind goes, and a leftover is a failure.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		list, err := rt.List(ctx, scaler.LabelOwner, e.owner)
@@ -46,6 +51,7 @@ func newEnv(t *testing.T) *env {
 			return
 		}
 		for _, c := range list {
+			t.Errorf("container %s (%s) left behind", c.Name, c.State)
 			rt.Remove(ctx, c.ID)
 		}
 	})

@@ -2,8 +2,6 @@ package scaler_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -35,22 +33,7 @@ func rootlessEnv(t *testing.T) *env {
 		t.Fatalf("build hello image in the rootless store: %v", err)
 	}
 	t.Logf("hello image ready in the rootless store in %s", time.Since(start).Round(time.Millisecond))
-	var b [4]byte
-	rand.Read(b[:])
-	e := &env{t: t, rt: rt, image: scalertest.HelloImage, owner: "podcelltest-rootless-" + hex.EncodeToString(b[:])}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		list, err := rt.List(ctx, scaler.LabelOwner, e.owner)
-		if err != nil {
-			t.Errorf("list leftovers: %v", err)
-			return
-		}
-		for _, c := range list {
-			rt.Remove(ctx, c.ID)
-		}
-	})
-	return e
+	return envFor(t, rt, scalertest.HelloImage, "podcelltest-rootless-")
 }
 
 // TestRootless runs a service through rootless Podman: the refusal where

@@ -39,8 +39,8 @@ fi
 # hangs. Detect it (a plain listing must answer) and reset the locks.
 if ! timeout 30 podman ps -a -q >/dev/null 2>&1; then
   say "podman does not answer a container listing within 30s: resetting its locks"
-  pkill -9 -f 'podman system service' || true
-  pkill -9 -f 'podman .*container cleanup' || true
+  pkill -9 -f "podman system service --time=0 unix://$SOCKET" || true # not a rootless user's service
+  pkill -9 -u 0 -f 'podman .*container cleanup' || true
   sleep 1
   timeout 120 podman system renumber || die "podman system renumber failed; reboot the host to clear Podman's locks"
   timeout 30 podman ps -a -q >/dev/null || die "podman still hangs after resetting its locks; reboot the host"
