@@ -281,6 +281,23 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSp
 	return cs
 }
 
+// ContainerSpec returns the container an instance of cfg would run in, so
+// tools can make the very same container outside the scaler (the
+// benchmarks' bare-Podman baselines). Each call takes the next cpuset of the
+// rotation, as an instance would.
+func (s *Scaler) ContainerSpec(cfg ServiceConfig) (ContainerSpec, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return ContainerSpec{}, err
+	}
+	lim, err := LimitsFor(cfg.MemoryMB, cfg.TmpMB, cfg.PidsLimit)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	inst := &instance{name: s.containerName(cfg.Name), revision: cfg.Revision()}
+	return s.spec(inst, cfg, lim), nil
+}
+
 // startContainer creates (unless a standby exists) and starts inst's
 // container and waits until its app answers. It returns the app's address.
 func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instance, cfg ServiceConfig, lim Limits) (string, error) {

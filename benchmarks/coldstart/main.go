@@ -26,8 +26,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -39,7 +37,6 @@ import (
 	"os/signal"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,8 +153,6 @@ type bench struct {
 	image string
 	sc    *scaler.Scaler
 
-	cpuOffset int
-
 	// raw samples (ms) by figure and by phase
 	samples map[string][]float64
 }
@@ -221,61 +216,9 @@ func (b *bench) config(name string) scaler.ServiceConfig {
 	}
 }
 
-// spec builds the container spec Scaler.spec builds for cfg, through the
-// exported API only: same name pattern, env, labels, limits, cpuset rotation,
-// user namespace and publishing.
+// spec is the container spec the scaler gives an instance of cfg.
 func (b *bench) spec(cfg scaler.ServiceConfig) (scaler.ContainerSpec, error) {
-	cfg = cfg.WithDefaults()
-	lim, err := scaler.LimitsFor(cfg.MemoryMB, cfg.TmpMB, cfg.PidsLimit)
-	if err != nil {
-		return scaler.ContainerSpec{}, err
-	}
-	var r [4]byte
-	rand.Read(r[:])
-	env := map[string]string{"PORT": strconv.Itoa(cfg.Port)}
-	for k, v := range cfg.Env {
-		env[k] = v
-	}
-	b.cpuOffset++
-	cs := scaler.ContainerSpec{
-		Name:    b.owner + "-" + cfg.Name + "-" + hex.EncodeToString(r[:]),
-		Image:   cfg.Image,
-		Command: cfg.Command,
-		Env:     env,
-		Labels: map[string]string{
-			scaler.LabelOwner:    b.owner,
-			scaler.LabelService:  cfg.Name,
-			scaler.LabelRevision: cfg.Revision(),
-			scaler.LabelPort:     strconv.Itoa(cfg.Port),
-		},
-		Port:        cfg.Port,
-		Publish:     b.host.Rootless,
-		Limits:      lim,
-		Cpuset:      cpuset(lim.CPUs, b.host.CPUs, b.cpuOffset),
-		StopTimeout: cfg.StopGrace,
-	}
-	if !b.host.Rootless && *flagUserNS == "auto" {
-		cs.UserNS = "auto"
-	}
-	return cs, nil
-}
-
-// cpuset mirrors the scaler's rotation: n cores of the host's, starting at
-// offset, or all of them.
-func cpuset(n, hostCPUs, offset int) string {
-	switch {
-	case hostCPUs <= 0:
-		return ""
-	case n >= hostCPUs && hostCPUs == 1:
-		return "0"
-	case n >= hostCPUs:
-		return fmt.Sprintf("0-%d", hostCPUs-1)
-	}
-	parts := make([]string, n)
-	for i := range parts {
-		parts[i] = strconv.Itoa((offset + i) % hostCPUs)
-	}
-	return strings.Join(parts, ",")
+	return b.sc.ContainerSpec(cfg)
 }
 
 // cleanup removes every container carrying the owner label.

@@ -26,8 +26,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -276,8 +274,8 @@ type bench struct {
 	benchAddr                  string // the bench service's container, as site B proxies to it
 	benchID                    string
 
-	cpuOffset int
-	loads     []PhaseLoad
+	sc    *scaler.Scaler // only to build specs; it runs no service
+	loads []PhaseLoad
 }
 
 type PhaseLoad struct {
@@ -900,62 +898,12 @@ func coldConfig(image string) scaler.ServiceConfig {
 	}.WithDefaults()
 }
 
-// spec builds the container spec Scaler.spec builds for cfg, through the
-// exported API only (as benchmarks/coldstart does): same name pattern, env,
-// labels, limits, cpuset rotation, user namespace and publishing. The
-// service label names no service of the Caddy config, so podcell's scaler
-// ignores these containers' events.
+// spec is the container spec podcell's scaler gives an instance of cfg, but
+// labelled as service, a name the Caddy config does not have, so podcell's
+// scaler ignores these containers' events.
 func (b *bench) spec(cfg scaler.ServiceConfig, service string) (scaler.ContainerSpec, error) {
-	lim, err := scaler.LimitsFor(cfg.MemoryMB, cfg.TmpMB, cfg.PidsLimit)
-	if err != nil {
-		return scaler.ContainerSpec{}, err
-	}
-	var r [4]byte
-	rand.Read(r[:])
-	env := map[string]string{"PORT": strconv.Itoa(cfg.Port)}
-	for k, v := range cfg.Env {
-		env[k] = v
-	}
-	b.cpuOffset++
-	cs := scaler.ContainerSpec{
-		Name:    b.owner + "-" + service + "-" + hex.EncodeToString(r[:]),
-		Image:   cfg.Image,
-		Command: cfg.Command,
-		Env:     env,
-		Labels: map[string]string{
-			scaler.LabelOwner:    b.owner,
-			scaler.LabelService:  service,
-			scaler.LabelRevision: cfg.Revision(),
-			scaler.LabelPort:     strconv.Itoa(cfg.Port),
-		},
-		Port:        cfg.Port,
-		Publish:     b.host.Rootless,
-		Limits:      lim,
-		Cpuset:      cpuset(lim.CPUs, b.host.CPUs, b.cpuOffset),
-		StopTimeout: cfg.StopGrace,
-	}
-	if !b.host.Rootless {
-		cs.UserNS = "auto" // the podcell app's default userns
-	}
-	return cs, nil
-}
-
-// cpuset mirrors the scaler's rotation: n cores of the host's, starting at
-// offset, or all of them.
-func cpuset(n, hostCPUs, offset int) string {
-	switch {
-	case hostCPUs <= 0:
-		return ""
-	case n >= hostCPUs && hostCPUs == 1:
-		return "0"
-	case n >= hostCPUs:
-		return fmt.Sprintf("0-%d", hostCPUs-1)
-	}
-	parts := make([]string, n)
-	for i := range parts {
-		parts[i] = strconv.Itoa((offset + i) % hostCPUs)
-	}
-	return strings.Join(parts, ",")
+	cfg.Name = service
+	return b.sc.ContainerSpec(cfg)
 }
 
 var pollClient = newClient(2*time.Second, false)
@@ -1300,6 +1248,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	b := &bench{raw: raw, host: host, owner: *flagOwner, image: scalertest.HelloImage}
+	// The podcell app's defaults (userns auto under rootful Podman).
+	if b.sc, err = scaler.New(ctx, raw, scaler.Options{Owner: b.owner}); err != nil {
+		return err
+	}
+	defer b.sc.Close(context.WithoutCancel(ctx))
 	machine := machineInfo(host)
 	logf("podman %s, %s, cgroup %s, %d CPUs; building %s", host.Version, rootMode(host), host.CgroupVersion, host.CPUs, b.image)
 	if err := scalertest.BuildHello(ctx, raw); err != nil {
