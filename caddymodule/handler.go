@@ -176,7 +176,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer lease.Release()
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set(upstreamPlaceholder, lease.Addr)
+	repl.Set(upstreamPlaceholder, lease.Upstream)
 	if lease.Wake != scaler.WakeNone {
 		w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
 	}

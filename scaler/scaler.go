@@ -475,7 +475,7 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 	if err != nil {
 		return false
 	}
-	inst := &instance{id: c.ID, name: info.Name, revision: rev, addr: info.Addr, lastActive: time.Now(), died: make(chan struct{})}
+	inst := &instance{id: c.ID, name: info.Name, revision: rev, addr: info.Addr, addrAny: info.Addr, lastActive: time.Now(), died: make(chan struct{})}
 	switch info.State {
 	case StateRunning:
 		p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || svc.sc.host.Rootless}

@@ -67,6 +67,7 @@ type instance struct {
 	revision   string
 	state      instState
 	addr       string
+	addrAny    any // addr as an interface value, boxed once (see Lease.Upstream)
 	inflight   int
 	lastActive time.Time
 	drainSince time.Time
@@ -106,6 +107,10 @@ type Lease struct {
 	inst *instance
 	// Addr is host:port of the instance's app.
 	Addr string
+	// Upstream is Addr as an interface value, made once per instance, so a
+	// caller that stores it in an interface (Caddy's replacer) does not
+	// allocate per request.
+	Upstream any
 	// Waited is how long the request queued; zero if it did not.
 	Waited time.Duration
 	Wake   Wake
@@ -138,7 +143,7 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 			inst.lastActive = now
 			s.notePeakLocked()
 			s.mu.Unlock()
-			return Lease{svc: s, inst: inst, Addr: inst.addr}, nil
+			return Lease{svc: s, inst: inst, Addr: inst.addr, Upstream: inst.addrAny}, nil
 		}
 	}
 	if s.lastErr != nil && now.Before(s.retryAt) && !s.anyServingLocked() {
@@ -193,7 +198,7 @@ func (s *Service) leaseFrom(r result, since time.Time) (Lease, error) {
 	if r.err != nil {
 		return Lease{}, r.err
 	}
-	return Lease{svc: s, inst: r.inst, Addr: r.inst.addr, Waited: time.Since(since), Wake: r.wake}, nil
+	return Lease{svc: s, inst: r.inst, Addr: r.inst.addr, Upstream: r.inst.addrAny, Waited: time.Since(since), Wake: r.wake}, nil
 }
 
 // Release gives the request's slot back.
@@ -509,7 +514,7 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 	}
 	s.Stats.ColdStarts.Add(1)
 	s.lastErr, s.backoff = nil, 0
-	inst.addr = addr
+	inst.addr, inst.addrAny = addr, addr
 	inst.state = stReady
 	inst.lastActive = time.Now()
 	s.log.Info("instance ready", zap.String("service", cfg.Name), zap.String("container", inst.name),

@@ -581,3 +581,32 @@ func TestServiceInstanceIDDataRace(t *testing.T) {
 		}
 	}
 }
+
+// The warm request path (Acquire + Release on a ready instance, and handing
+// the address to Caddy's replacer as an interface) must not allocate.
+func TestServiceWarmPathAllocatesNothing(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil))
+	ctx := context.Background()
+	lease, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release()
+	if lease.Upstream != any(lease.Addr) {
+		t.Fatalf("lease.Upstream = %v, want the address %q", lease.Upstream, lease.Addr)
+	}
+	sink := map[string]any{}
+	allocs := testing.AllocsPerRun(1000, func() {
+		l, err := svc.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink["upstream"] = l.Upstream
+		l.Release()
+	})
+	if allocs != 0 {
+		t.Errorf("a warm Acquire + Release allocates %.1f times, want 0", allocs)
+	}
+}
