@@ -45,7 +45,8 @@ type App struct {
 	// RuntimeImages overrides the base image of a builder runtime, e.g.
 	// {"python3.11-debian": "localhost/podcell-runtime:python3.11-debian"}.
 	RuntimeImages map[string]string `json:"runtime_images,omitempty"`
-	// BuildConcurrency bounds builds (and clones) running at once (default 2).
+	// BuildConcurrency bounds the git clones running at once (default 2);
+	// image builds themselves are not bounded.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
 
 	ctx      caddy.Context
