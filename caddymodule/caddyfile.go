@@ -235,8 +235,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Env[args[0]] = args[1]
 		case "memory":
-			if err = sizeArg(&h.MemoryMB); err == nil && (h.MemoryMB < scaler.MinMemoryMB || h.MemoryMB > scaler.MaxMemoryMB) {
-				err = d.Errf("memory %d MB is out of range: use %d MB to %d MB (4 cores)", h.MemoryMB, scaler.MinMemoryMB, scaler.MaxMemoryMB)
+			if err = sizeArg(&h.MemoryMB); err == nil {
+				if merr := scaler.CheckMemory(h.MemoryMB); merr != nil {
+					err = d.Errf("%v", merr)
+				}
 			}
 		case "tmp_size":
 			err = sizeArg(&h.TmpMB)

@@ -30,10 +30,18 @@ type Limits struct {
 	CPUs      int // visible cores (cpuset size)
 }
 
+// CheckMemory says whether memoryMB is a size an instance can have.
+func CheckMemory(memoryMB int) error {
+	if memoryMB < MinMemoryMB || memoryMB > MaxMemoryMB {
+		return fmt.Errorf("memory %d MB is out of range: use %d MB to %d MB (4 cores)", memoryMB, MinMemoryMB, MaxMemoryMB)
+	}
+	return nil
+}
+
 // LimitsFor derives an instance's limits from its memory size.
 func LimitsFor(memoryMB, tmpMB int, pids int64) (Limits, error) {
-	if memoryMB < MinMemoryMB || memoryMB > MaxMemoryMB {
-		return Limits{}, fmt.Errorf("memory %d MB is out of range: use %d MB to %d MB (4 cores)", memoryMB, MinMemoryMB, MaxMemoryMB)
+	if err := CheckMemory(memoryMB); err != nil {
+		return Limits{}, err
 	}
 	if tmpMB < 1 || tmpMB > memoryMB {
 		return Limits{}, fmt.Errorf("tmp_size %d MB is out of range: /tmp lives in the instance's memory, use 1 MB to the memory size (%d MB)", tmpMB, memoryMB)
