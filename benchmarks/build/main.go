@@ -41,7 +41,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -55,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/builder"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -463,7 +463,7 @@ func run(ctx context.Context) error {
 
 	machine := machineInfo(host)
 	logf("podman %s, %d CPUs, serving git on %s; run %s", host.Version, host.CPUs, url, b.nonce)
-	machine.LoadBefore = loadavg()
+	machine.LoadBefore = mach.Loadavg()
 	began := time.Now()
 	for _, a := range chosen {
 		b.cfVariant[a.name] = map[string]bool{}
@@ -509,7 +509,7 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
-	machine.LoadAfter = loadavg()
+	machine.LoadAfter = mach.Loadavg()
 	machine.Duration = time.Since(began).Round(time.Second).String()
 
 	rep := report(b, chosen, bases, machine)
@@ -546,37 +546,12 @@ type Machine struct {
 	Duration      string `json:"duration"`
 }
 
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func loadavg() string {
-	f := strings.Fields(readTrim("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func osName() string {
-	for _, line := range strings.Split(readTrim("/etc/os-release"), "\n") {
-		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return runtime.GOOS
-}
-
 func machineInfo(h scaler.HostInfo) Machine {
 	gv, _ := exec.Command("git", "--version").Output()
 	return Machine{
 		Date:          time.Now().UTC().Format(time.RFC3339),
-		OS:            osName(),
-		Kernel:        readTrim("/proc/sys/kernel/osrelease"),
+		OS:            mach.OSName(),
+		Kernel:        mach.ReadTrim("/proc/sys/kernel/osrelease"),
 		CPUs:          runtime.NumCPU(),
 		Podman:        h.Version,
 		OCIRuntime:    h.OCIRuntime,
@@ -595,24 +570,10 @@ type Stat struct {
 	Min    float64 `json:"min_ms"`
 }
 
-// percentile is the nearest-rank percentile of sorted xs; p=50 is the median
-// (the mean of the two middle values when len is even).
-func percentile(sorted []float64, p float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return math.NaN()
-	}
-	if p == 50 && n%2 == 0 {
-		return (sorted[n/2-1] + sorted[n/2]) / 2
-	}
-	k := int(math.Ceil(p / 100 * float64(n)))
-	return sorted[min(max(k, 1), n)-1]
-}
-
 func stat(xs []float64) Stat {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
-	st := Stat{N: len(s), Median: percentile(s, 50), P90: percentile(s, 90)}
+	st := Stat{N: len(s), Median: mach.Percentile(s, 50), P90: mach.Percentile(s, 90)}
 	if len(s) > 0 {
 		st.Min, st.Max = s[0], s[len(s)-1]
 	}

@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
 )
@@ -478,7 +479,7 @@ func run(ctx context.Context) error {
 	b := &bench{raw: raw, rt: &timedRuntime{Podman: raw}, host: host, owner: *flagOwner,
 		image: scalertest.HelloImage, samples: map[string][]float64{}}
 	machine := machineInfo(host)
-	logf("podman %s, %s, cgroup %s, %d CPUs; building %s", host.Version, rootMode(host), host.CgroupVersion, host.CPUs, b.image)
+	logf("podman %s, %s, cgroup %s, %d CPUs; building %s", host.Version, mach.RootMode(host), host.CgroupVersion, host.CPUs, b.image)
 	if err := scalertest.BuildHello(ctx, raw); err != nil {
 		return err
 	}
@@ -559,7 +560,7 @@ func run(ctx context.Context) error {
 			return fmt.Errorf("warm-up %s: %w", s.name, err)
 		}
 	}
-	machine.LoadBefore = loadavg()
+	machine.LoadBefore = mach.Loadavg()
 	began := time.Now()
 	for i := 0; i < *flagN; i++ {
 		order := []int{0, 1, 2, 3}
@@ -574,7 +575,7 @@ func run(ctx context.Context) error {
 		logf("sample %d/%d: bare start %.1f ms, cold start %.1f ms, bare unpause %.1f ms, resume %.1f ms", i+1, *flagN,
 			last(b.samples["bare_start"]), last(b.samples["cold_start"]), last(b.samples["bare_unpause"]), last(b.samples["resume"]))
 	}
-	machine.LoadAfter = loadavg()
+	machine.LoadAfter = mach.Loadavg()
 	machine.Duration = time.Since(began).Round(time.Second).String()
 
 	rep := report(b, machine)
@@ -618,43 +619,11 @@ type Machine struct {
 	Duration      string `json:"duration"`
 }
 
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func loadavg() string {
-	f := strings.Fields(readTrim("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func osName() string {
-	for _, line := range strings.Split(readTrim("/etc/os-release"), "\n") {
-		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return runtime.GOOS
-}
-
-func rootMode(h scaler.HostInfo) string {
-	if h.Rootless {
-		return "rootless"
-	}
-	return "rootful"
-}
-
 func machineInfo(h scaler.HostInfo) Machine {
 	m := Machine{
 		Date:          time.Now().UTC().Format(time.RFC3339),
-		OS:            osName(),
-		Kernel:        readTrim("/proc/sys/kernel/osrelease"),
+		OS:            mach.OSName(),
+		Kernel:        mach.ReadTrim("/proc/sys/kernel/osrelease"),
 		CPUs:          runtime.NumCPU(),
 		Podman:        h.Version,
 		OCIRuntime:    h.OCIRuntime,
@@ -698,24 +667,10 @@ type Report struct {
 	Samples   map[string][]float64 `json:"samples_ms"`
 }
 
-// percentile is the nearest-rank percentile of sorted xs; p=50 is the median
-// (the mean of the two middle values when len is even).
-func percentile(sorted []float64, p float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return math.NaN()
-	}
-	if p == 50 && n%2 == 0 {
-		return (sorted[n/2-1] + sorted[n/2]) / 2
-	}
-	k := int(math.Ceil(p / 100 * float64(n)))
-	return sorted[min(max(k, 1), n)-1]
-}
-
 func stat(name string, xs []float64) Stat {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
-	st := Stat{Name: name, N: len(s), Median: percentile(s, 50), P90: percentile(s, 90)}
+	st := Stat{Name: name, N: len(s), Median: mach.Percentile(s, 50), P90: mach.Percentile(s, 90)}
 	if len(s) > 0 {
 		st.Min, st.Max = s[0], s[len(s)-1]
 	}

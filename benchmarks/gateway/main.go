@@ -48,6 +48,7 @@ import (
 	"syscall"
 	"time"
 
+	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
 )
@@ -285,8 +286,8 @@ type PhaseLoad struct {
 }
 
 func (b *bench) noteLoad(phase string) {
-	b.loads = append(b.loads, PhaseLoad{Phase: phase, Load: loadavg(), At: time.Now().UTC().Format(time.RFC3339)})
-	logf("%s: load average %s", phase, loadavg())
+	b.loads = append(b.loads, PhaseLoad{Phase: phase, Load: mach.Loadavg(), At: time.Now().UTC().Format(time.RFC3339)})
+	logf("%s: load average %s", phase, mach.Loadavg())
 }
 
 func (b *bench) caddyfile(withB bool) string {
@@ -611,7 +612,7 @@ func summarize(side string, round int, sent, ok, errs int, elapsed time.Duration
 	s := append([]float64(nil), lat...)
 	sort.Float64s(s)
 	sm := Summary{Side: side, Round: round, Sent: sent, OK: ok, Errors: errs, Seconds: elapsed.Seconds(),
-		P50: percentile(s, 50), P90: percentile(s, 90), P99: percentile(s, 99), P999: percentile(s, 99.9)}
+		P50: mach.Percentile(s, 50), P90: mach.Percentile(s, 90), P99: mach.Percentile(s, 99), P999: mach.Percentile(s, 99.9)}
 	if len(s) > 0 {
 		sm.Max = s[len(s)-1]
 	}
@@ -621,7 +622,7 @@ func summarize(side string, round int, sent, ok, errs int, elapsed time.Duration
 	if len(lag) > 0 {
 		l := append([]float64(nil), lag...)
 		sort.Float64s(l)
-		sm.LagP50, sm.LagP99 = percentile(l, 50), percentile(l, 99)
+		sm.LagP50, sm.LagP99 = mach.Percentile(l, 50), mach.Percentile(l, 99)
 	}
 	return sm
 }
@@ -689,7 +690,7 @@ func (b *bench) warm(ctx context.Context, sides []sideSpec) (WarmResult, error) 
 		r := openLoop(ctx, s.c, s.url, *flagRate, *flagRound)
 		sm := summarize(s.name, round, r.sent, r.ok, r.errs, r.elapsed, r.lat, r.lag)
 		sm.FirstError = r.firstErr
-		sm.Load = loadavg()
+		sm.Load = mach.Loadavg()
 		res.PerRound = append(res.PerRound, sm)
 		res.Order = append(res.Order, s.name)
 		roundP99[[2]int{round, si}] = sm.P99
@@ -831,7 +832,7 @@ func pairs(per []Summary) [][2]Summary {
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
-	return percentile(s, 50)
+	return mach.Percentile(s, 50)
 }
 
 func (b *bench) closed(ctx context.Context, sides []sideSpec) (ClosedResult, error) {
@@ -856,7 +857,7 @@ func (b *bench) closed(ctx context.Context, sides []sideSpec) (ClosedResult, err
 		}
 		sm := summarize(s.name, k/2+1, r.sent, r.ok, r.errs, r.elapsed, r.lat, nil)
 		sm.FirstError = r.firstErr
-		sm.Load = loadavg()
+		sm.Load = mach.Loadavg()
 		res.PerRound = append(res.PerRound, sm)
 		logf("closed round %d %s: %d ok, %d errors, %.0f rps, p50 %.3f p99 %.3f ms, load %s",
 			k/2+1, s.name, r.ok, r.errs, sm.Throughput, sm.P50, sm.P99, sm.Load)
@@ -1067,7 +1068,7 @@ func (b *bench) cold(ctx context.Context) (ColdResult, error) {
 			}
 		}
 		logf("cold sample %d/%d: bare start %.1f ms, gateway cold start %.1f ms (load %s)", i+1, *flagN,
-			last(cb.samples["bare_start"]), last(cb.samples["gateway_cold"]), loadavg())
+			last(cb.samples["bare_start"]), last(cb.samples["gateway_cold"]), mach.Loadavg())
 	}
 	res := ColdResult{N: *flagN, Settle: flagSettle.String(), Samples: cb.samples}
 	bare, gw := stat("bare_start", cb.samples["bare_start"]), stat("gateway_cold", cb.samples["gateway_cold"])
@@ -1154,7 +1155,7 @@ func (b *bench) burst(ctx context.Context, rep int, service, site string, maxIns
 	if id, err := b.atZero(ctx, service); err != nil || id == "" {
 		return BurstResult{}, fmt.Errorf("service %s left zero before the burst (%v)", service, err)
 	}
-	res := BurstResult{Rep: rep, Service: service, MaxInstances: maxInstances, Requests: *flagBurstSize, Load: loadavg()}
+	res := BurstResult{Rep: rep, Service: service, MaxInstances: maxInstances, Requests: *flagBurstSize, Load: mach.Loadavg()}
 	readyBefore := len(b.readyTimes(service))
 	failsBefore := strings.Count(b.caddy.logs(), `"instance failed to start"`)
 	// A new client per burst: 500 clients each with its own new connection.
@@ -1212,7 +1213,7 @@ func (b *bench) burst(ctx context.Context, rep int, service, site string, maxIns
 		res.Codes += fmt.Sprintf("%s: %d", k, codes[k])
 	}
 	sort.Float64s(okLat)
-	res.P50, res.P99 = percentile(okLat, 50), percentile(okLat, 99)
+	res.P50, res.P99 = mach.Percentile(okLat, 50), mach.Percentile(okLat, 99)
 	if len(okLat) > 0 {
 		res.Min, res.Max = okLat[0], okLat[len(okLat)-1]
 	}
@@ -1254,7 +1255,7 @@ func run(ctx context.Context) error {
 	}
 	defer b.sc.Close(context.WithoutCancel(ctx))
 	machine := machineInfo(host)
-	logf("podman %s, %s, cgroup %s, %d CPUs; building %s", host.Version, rootMode(host), host.CgroupVersion, host.CPUs, b.image)
+	logf("podman %s, %s, cgroup %s, %d CPUs; building %s", host.Version, mach.RootMode(host), host.CgroupVersion, host.CPUs, b.image)
 	if err := scalertest.BuildHello(ctx, raw); err != nil {
 		return err
 	}
@@ -1373,7 +1374,7 @@ func run(ctx context.Context) error {
 		rep.ColdCores = lim.Cores()
 	}
 	began := time.Now()
-	rep.Machine.LoadBefore = loadavg()
+	rep.Machine.LoadBefore = mach.Loadavg()
 	b.noteLoad("start")
 	if !skip("warm") {
 		w, err := b.warm(ctx, sides)
@@ -1423,7 +1424,7 @@ func run(ctx context.Context) error {
 		}
 		b.noteLoad("after bursts")
 	}
-	rep.Machine.LoadAfter = loadavg()
+	rep.Machine.LoadAfter = mach.Loadavg()
 	rep.Machine.Duration = time.Since(began).Round(time.Second).String()
 	rep.Loads = b.loads
 
@@ -1486,43 +1487,11 @@ type Machine struct {
 	Duration      string `json:"duration"`
 }
 
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func loadavg() string {
-	f := strings.Fields(readTrim("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func osName() string {
-	for _, line := range strings.Split(readTrim("/etc/os-release"), "\n") {
-		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return runtime.GOOS
-}
-
-func rootMode(h scaler.HostInfo) string {
-	if h.Rootless {
-		return "rootless"
-	}
-	return "rootful"
-}
-
 func machineInfo(h scaler.HostInfo) Machine {
 	return Machine{
 		Date:          time.Now().UTC().Format(time.RFC3339),
-		OS:            osName(),
-		Kernel:        readTrim("/proc/sys/kernel/osrelease"),
+		OS:            mach.OSName(),
+		Kernel:        mach.ReadTrim("/proc/sys/kernel/osrelease"),
 		CPUs:          runtime.NumCPU(),
 		Podman:        h.Version,
 		OCIRuntime:    h.OCIRuntime,
@@ -1549,24 +1518,10 @@ type Ratio struct {
 	Met    bool    `json:"met"`
 }
 
-// percentile is the nearest-rank percentile of sorted xs; p=50 is the median
-// (the mean of the two middle values when len is even).
-func percentile(sorted []float64, p float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return math.NaN()
-	}
-	if p == 50 && n%2 == 0 {
-		return (sorted[n/2-1] + sorted[n/2]) / 2
-	}
-	k := int(math.Ceil(p / 100 * float64(n)))
-	return sorted[min(max(k, 1), n)-1]
-}
-
 func stat(name string, xs []float64) Stat {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
-	st := Stat{Name: name, N: len(s), Median: percentile(s, 50), P90: percentile(s, 90)}
+	st := Stat{Name: name, N: len(s), Median: mach.Percentile(s, 50), P90: mach.Percentile(s, 90)}
 	if len(s) > 0 {
 		st.Min, st.Max = s[0], s[len(s)-1]
 	}
