@@ -476,10 +476,12 @@ func TestServiceCloseRemovesContainerCreatedDuringClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	releaseStop := f.holdStop(f.startedIDs()[0])
+	// With nothing starting, the loop prepares the next standby (its Create
+	// waits at the gate); only then does a second instance start.
+	waitFor(t, "next standby being created", func() bool { return countState(svc, stStandby) == 1 })
 	out := make(chan acquired, 1)
 	acquireAsync(svc, 1, out) // starts a second instance, whose Create waits
 	waitFor(t, "second instance starting", func() bool { return countState(svc, stStarting) == 1 })
-	waitFor(t, "next standby being created", func() bool { return countState(svc, stStandby) == 1 })
 
 	closed := make(chan error, 1)
 	go func() {
