@@ -137,6 +137,23 @@ fi
 if answers; then
   say "rootless podman API already answers on $socket"
 else
+  # Nothing answers, so whatever the user's Podman left in $run_dir is stale: a
+  # killed session (or a restored machine) keeps /run/user/<uid> but not the
+  # rootless pause process, and Podman then refuses every command ("invalid
+  # internal status ... could not find any running process"). Do what a reboot
+  # does: stop the user's leftover processes and empty the runtime dir, so
+  # Podman sees a fresh boot and refreshes its container states.
+  if pkill -KILL -u "$uid" 2>/dev/null; then
+    say "killed leftover processes of $USER_NAME (their API service did not answer)"
+    for _ in $(seq 1 50); do pgrep -u "$uid" >/dev/null || break; sleep 0.1; done
+  fi
+  awk -v d="$run_dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  if [ -n "$(ls -A "$run_dir")" ]; then
+    find "$run_dir" -mindepth 1 -delete 2>/dev/null || rm -rf "${run_dir:?}"/* || die "cannot empty stale $run_dir"
+    say "emptied stale $run_dir (no Podman process of $USER_NAME was running)"
+  fi
   as_user mkdir -p "$run_dir/podman"
   rm -f "$socket"
   as_user true # fails here, visibly, if the user cannot run commands
