@@ -1,0 +1,290 @@
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func testKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func openT(t *testing.T, dir string, key []byte) *Store {
+	t.Helper()
+	s, err := Open(dir, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func setEnv(s *Store, name string, kv map[string]string) error {
+	_, err := s.UpdateService(name, func(svc *Service) error {
+		if svc.Env == nil {
+			svc.Env = map[string]string{}
+		}
+		for k, v := range kv {
+			svc.Env[k] = v
+		}
+		return nil
+	})
+	return err
+}
+
+func TestValuesSurviveReopen(t *testing.T) {
+	dir, key := t.TempDir(), testKey(t)
+	s := openT(t, dir, key)
+	if err := setEnv(s, "hello", map[string]string{"GREETING": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddRevision("hello", Revision{ID: "r1", Image: "img:1", Reason: "config"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openT(t, dir, key)
+	defer s.Close()
+	svc, err := s.Service("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Env["GREETING"] != "hi" || svc.Version != 1 {
+		t.Fatalf("after reopen: %+v", svc)
+	}
+	revs, err := s.Revisions("hello")
+	if err != nil || len(revs) != 1 || revs[0].ID != "r1" || revs[0].Seq != 1 {
+		t.Fatalf("revisions after reopen: %+v, %v", revs, err)
+	}
+}
+
+// containsInFiles reports whether any file under dir contains needle.
+func containsInFiles(t *testing.T, dir string, needle []byte) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, needle) {
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+func TestEnvValuesAreNotInTheRawFiles(t *testing.T) {
+	secret := "s3cret-" + hex.EncodeToString(testKey(t)[:8])
+
+	// Control: without encryption the same write is visible in the files,
+	// so the search below would find the value if it were there.
+	plainDir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(plainDir).WithLogger(nil).WithSyncWrites(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), []byte(secret)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if !containsInFiles(t, plainDir, []byte(secret)) {
+		t.Fatal("control: an unencrypted Badger write is not found in its files; the check below proves nothing")
+	}
+
+	dir := t.TempDir()
+	s := openT(t, dir, testKey(t))
+	if err := setEnv(s, "hello", map[string]string{"API_TOKEN": secret}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if containsInFiles(t, dir, []byte(secret)) {
+		t.Fatal("an env value is readable in the store's files")
+	}
+	if containsInFiles(t, dir, []byte("API_TOKEN")) {
+		t.Fatal("an env name is readable in the store's files")
+	}
+}
+
+func TestWrongKeyIsAClearErrorAndKeepsTheData(t *testing.T) {
+	dir, key := t.TempDir(), testKey(t)
+	s := openT(t, dir, key)
+	if err := setEnv(s, "hello", map[string]string{"A": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	_, err := Open(dir, testKey(t), nil)
+	if err == nil {
+		t.Fatal("opened the store with another key")
+	}
+	if !strings.Contains(err.Error(), "another encryption key") {
+		t.Fatalf("unclear error: %v", err)
+	}
+
+	s = openT(t, dir, key)
+	defer s.Close()
+	svc, err := s.Service("hello")
+	if err != nil || svc.Env["A"] != "1" {
+		t.Fatalf("data after a wrong-key attempt: %+v, %v", svc, err)
+	}
+}
+
+func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
+	s := openT(t, t.TempDir(), testKey(t))
+	defer s.Close()
+	const writers, each = 16, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				errs <- setEnv(s, "hello", map[string]string{fmt.Sprintf("K_%d_%d", w, i): "v"})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := s.Service("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.Env) != writers*each || svc.Version != writers*each {
+		t.Fatalf("%d vars and version %d after %d writes", len(svc.Env), svc.Version, writers*each)
+	}
+}
+
+func TestUpdateErrorWritesNothing(t *testing.T) {
+	s := openT(t, t.TempDir(), testKey(t))
+	defer s.Close()
+	if err := setEnv(s, "hello", map[string]string{"A": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.UpdateService("hello", func(svc *Service) error {
+		svc.Env["A"] = "2"
+		return fmt.Errorf("refused")
+	})
+	if err == nil || err.Error() != "refused" {
+		t.Fatalf("err = %v", err)
+	}
+	svc, _ := s.Service("hello")
+	if svc.Env["A"] != "1" || svc.Version != 1 {
+		t.Fatalf("a refused update changed the state: %+v", svc)
+	}
+}
+
+func TestEmptyServiceIsDeleted(t *testing.T) {
+	s := openT(t, t.TempDir(), testKey(t))
+	defer s.Close()
+	if err := setEnv(s, "hello", map[string]string{"A": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateService("hello", func(svc *Service) error { delete(svc.Env, "A"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Service("hello"); err != ErrNotFound {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRevisions(t *testing.T) {
+	s := openT(t, t.TempDir(), testKey(t))
+	defer s.Close()
+	r, added, err := s.AddRevision("hello", Revision{ID: "a"})
+	if err != nil || !added || r.Seq != 1 {
+		t.Fatalf("first: %+v %v %v", r, added, err)
+	}
+	if r, added, _ = s.AddRevision("hello", Revision{ID: "a"}); added || r.Seq != 1 {
+		t.Fatalf("same revision again was recorded: %+v", r)
+	}
+	for i := range MaxRevisions + 5 {
+		if _, _, err := s.AddRevision("hello", Revision{ID: fmt.Sprint("r", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revs, err := s.Revisions("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != MaxRevisions || revs[len(revs)-1].Seq != MaxRevisions+6 || revs[0].Seq != 7 {
+		t.Fatalf("kept %d revisions, seq %d..%d", len(revs), revs[0].Seq, revs[len(revs)-1].Seq)
+	}
+	if _, err := s.Revision("hello", 1); err != ErrNotFound {
+		t.Fatalf("the oldest revision was not dropped: %v", err)
+	}
+	if err := s.DeleteService("hello"); err != nil {
+		t.Fatal(err)
+	}
+	if revs, _ := s.Revisions("hello"); len(revs) != 0 {
+		t.Fatalf("%d revisions left after DeleteService", len(revs))
+	}
+}
+
+func TestLoadKey(t *testing.T) {
+	data := t.TempDir()
+	storeDir := filepath.Join(data, "store")
+	k1, err := LoadKey(KeySource{}, data, storeDir)
+	if err != nil || len(k1) != 32 {
+		t.Fatalf("new key: %d bytes, %v", len(k1), err)
+	}
+	if fi, _ := os.Stat(filepath.Join(data, DefaultKeyFile)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", fi.Mode())
+	}
+	k2, err := LoadKey(KeySource{}, data, storeDir)
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Fatal("the key file is not read back")
+	}
+	s := openT(t, storeDir, k1)
+	s.Close()
+	os.Remove(filepath.Join(data, DefaultKeyFile))
+	if _, err := LoadKey(KeySource{}, data, storeDir); err == nil || !strings.Contains(err.Error(), "key file") {
+		t.Fatalf("a store without its key file got a new key: %v", err)
+	}
+
+	t.Setenv("PODCELL_TEST_KEY", hex.EncodeToString(k1))
+	k3, err := LoadKey(KeySource{Env: "PODCELL_TEST_KEY"}, data, storeDir)
+	if err != nil || !bytes.Equal(k1, k3) {
+		t.Fatalf("env key: %v", err)
+	}
+	for _, bad := range []KeySource{{Env: "PODCELL_TEST_UNSET"}, {File: filepath.Join(data, "nope")}, {File: "a", Env: "b"}} {
+		if _, err := LoadKey(bad, data, storeDir); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+	t.Setenv("PODCELL_TEST_KEY", "abcd")
+	if _, err := LoadKey(KeySource{Env: "PODCELL_TEST_KEY"}, data, storeDir); err == nil || !strings.Contains(err.Error(), "2 bytes") {
+		t.Fatalf("short key: %v", err)
+	}
+}
