@@ -363,8 +363,15 @@ func TestSandboxLimits(t *testing.T) {
 	if lim["NoNewPrivs"] != "1" {
 		t.Errorf("NoNewPrivs %q, want 1", lim["NoNewPrivs"])
 	}
-	if !s.Host().Rootless && strings.HasPrefix(lim["uid_map"], "0 0 ") {
-		t.Errorf("uid_map %q: container root is host root; want a user namespace", lim["uid_map"])
+	if !s.Host().Rootless {
+		if strings.HasPrefix(lim["uid_map"], "0 0 ") {
+			t.Errorf("uid_map %q: container root is host root; want a user namespace", lim["uid_map"])
+		}
+		// An explicit size keeps Podman 4.3 off its deadlocking
+		// size-from-image path (see UserNSSize).
+		if f := strings.Fields(lim["uid_map"]); len(f) != 3 || f[2] != fmt.Sprint(scaler.UserNSSize) {
+			t.Errorf("uid_map %q: want a user namespace of %d ids", lim["uid_map"], scaler.UserNSSize)
+		}
 	}
 	_, port := get(t, l.Addr, "/env?name=PORT")
 	if port != "8080" {

@@ -104,6 +104,13 @@ func (p *Podman) Host(ctx context.Context) (HostInfo, error) {
 	return h, nil
 }
 
+// UserNSSize is the number of uids (and gids) of each container's user
+// namespace under userns=auto: container ids 0 to 65534, which covers
+// "nobody" (65534), the highest id Debian and Alpine images use. Measured
+// with Podman 4.3.1 here: 65536 and more make the overlay mount of the
+// id-mapped layer copy fail with "permission denied".
+const UserNSSize = 65535
+
 func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	s := specgen.NewSpecGenerator(cs.Image, false)
 	s.Name = cs.Name
@@ -134,9 +141,14 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	}
 	if cs.UserNS == "auto" {
 		// The 4.x API reads auto mode from the ID mappings, not only the
-		// namespace mode.
-		s.UserNS = specgen.Namespace{NSMode: specgen.Auto}
-		s.IDMappings = &storagetypes.IDMappingOptions{AutoUserNs: true}
+		// namespace mode. The explicit size matters: without one, Podman
+		// sizes the namespace from the image's layers, and in Podman < 4.4
+		// that path takes storage.lock inside layers.lock, the reverse of
+		// every other path, so a create beside a start or an unmount
+		// deadlocks the whole Podman service (containers/storage#1387).
+		s.UserNS = specgen.Namespace{NSMode: specgen.Auto, Value: fmt.Sprintf("size=%d", UserNSSize)}
+		s.IDMappings = &storagetypes.IDMappingOptions{AutoUserNs: true,
+			AutoUserNsOpts: storagetypes.AutoUserNsOptions{Size: UserNSSize}}
 	}
 	mem := cs.Limits.MemoryBytes()
 	quota := cs.Limits.CPUQuota

@@ -67,8 +67,15 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	default:
 		return nil, fmt.Errorf("userns %q is not supported: use auto or host", opts.UserNS)
 	}
-	host, err := rt.Host(ctx)
+	// Bounded: a wedged Podman service answers pings but hangs on calls,
+	// and Caddy must fail its config load rather than hang with it.
+	hctx, cancel := context.WithTimeout(ctx, hostTimeout)
+	host, err := rt.Host(hctx)
+	cancel()
 	if err != nil {
+		if hctx.Err() != nil {
+			return nil, fmt.Errorf("podman did not answer an info call within %s: the service may be wedged (restart it; scripts/setup-host.sh does): %w", hostTimeout, err)
+		}
 		return nil, err
 	}
 	if opts.UserNS == "" {
@@ -84,6 +91,8 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	}
 	return s, nil
 }
+
+const hostTimeout = 30 * time.Second
 
 // Host is what the scaler found out about the container host.
 func (s *Scaler) Host() HostInfo { return s.host }

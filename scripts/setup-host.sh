@@ -85,6 +85,14 @@ done
 # 4. The API service. Without systemd (containers, CI VMs) we run it ourselves.
 answers() { curl -fsS --max-time 3 --unix-socket "$SOCKET" http://d/v4.0.0/libpod/_ping >/dev/null 2>&1; }
 command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null; }
+# A service can answer pings while a deadlock inside it blocks every real
+# call (Podman 4.3, containers/storage#1387): ask for info too, and start
+# it anew when that hangs.
+if answers && ! curl -fsS --max-time 30 --unix-socket "$SOCKET" http://d/v4.0.0/libpod/info >/dev/null 2>&1; then
+  say "the podman API service answers pings but not calls: restarting it"
+  pkill -9 -f "podman system service --time=0 unix://$SOCKET" || true
+  sleep 1
+fi
 if answers; then
   say "podman API already answers on $SOCKET"
 else
