@@ -226,15 +226,18 @@ func (s *Service) release(inst *instance) {
 
 // pickLocked returns the ready instance with the fewest in-flight requests
 // and spare capacity; ties go to the oldest, so light traffic keeps landing
-// on one instance and the others can go idle.
+// on one instance and the others can go idle. During a rollover the current
+// revision goes first: a new env or image serves as soon as it is ready.
 func (s *Service) pickLocked() *instance {
 	var best *instance
+	bestCurrent := false
 	for _, inst := range s.instances {
 		if inst.state != stReady || inst.inflight >= s.cfg.Concurrency {
 			continue
 		}
-		if best == nil || inst.inflight < best.inflight {
-			best = inst
+		current := inst.revision == s.rev
+		if best == nil || (current && !bestCurrent) || (current == bestCurrent && inst.inflight < best.inflight) {
+			best, bestCurrent = inst, current
 		}
 	}
 	return best
