@@ -37,7 +37,10 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 
 // ServiceStatus is a service's live state as the admin API reports it.
 type ServiceStatus struct {
-	Name      string                    `json:"name"`
+	Name string `json:"name"`
+	// Source says who declared the service: "config" (Caddyfile or JSON
+	// config) or "api".
+	Source    string                    `json:"source,omitempty"`
 	Image     string                    `json:"image"`
 	Revision  string                    `json:"revision"`
 	Inflight  int                       `json:"inflight"`
@@ -96,12 +99,29 @@ func (adminAPI) listServices(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusMethodNotAllowed, "use GET")
 	}
 	out := []ServiceStatus{}
+	a := current.Load()
 	for _, svc := range liveServices() {
 		st := statusOf(svc)
+		st.Source = sourceOf(a, svc.Name())
 		st.Deploy = deployStatus(svc.Name())
 		out = append(out, st)
 	}
 	return writeJSON(w, out)
+}
+
+// sourceOf says who declared a service in the running config.
+func sourceOf(a *App, name string) string {
+	if a == nil {
+		return ""
+	}
+	ref := a.route(name)
+	switch {
+	case ref == nil:
+		return ""
+	case ref.api != nil:
+		return "api"
+	}
+	return "config"
 }
 
 // service routes /podcell/services/<name>[/<action>...].
@@ -111,15 +131,26 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 	if name == "" {
 		return a.listServices(w, r)
 	}
-	switch action {
+	section, sub, _ := strings.Cut(action, "/")
+	switch section {
 	case "":
-		if r.Method != http.MethodGet {
-			return apiError(http.StatusMethodNotAllowed, "use GET")
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodPut:
+			return putService(w, r, name)
+		case http.MethodDelete:
+			return deleteService(w, name)
+		default:
+			return apiError(http.StatusMethodNotAllowed, "use GET, PUT (declare or change a service) or DELETE")
 		}
 		svc := findService(name)
 		dep := deployStatus(name)
-		if svc == nil && dep == nil {
+		a := current.Load()
+		if svc == nil && dep == nil && (a == nil || a.route(name) == nil) {
 			return apiError(http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
+		}
+		if a != nil {
+			return writeJSON(w, statusFor(a, name))
 		}
 		st := ServiceStatus{Name: name, States: map[string]int{}, Instances: []scaler.InstanceSnapshot{}}
 		if svc != nil {
@@ -127,9 +158,17 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 		}
 		st.Deploy = dep
 		return writeJSON(w, st)
-	default:
+	case "env":
+		return envRoutes(w, r, name, sub)
+	case "revisions", "rollback":
+		if sub != "" {
+			break
+		}
+		return revisionRoutes(w, r, name, section)
+	case "deploy", "builds":
 		return deployRoutes(w, r, name, action)
 	}
+	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use env, revisions, rollback, deploy or builds", action))
 }
 
 func apiError(code int, msg string) error {

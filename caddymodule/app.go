@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -48,6 +50,11 @@ type App struct {
 	// BuildConcurrency bounds the git clones running at once (default 2);
 	// image builds themselves are not bounded.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
+	// EncryptionKeyFile names a file holding the store's encryption key
+	// (32 bytes as hex). Default: data_dir/store.key, made with the store.
+	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
+	// EncryptionKeyEnv names an env var holding the store's key instead.
+	EncryptionKeyEnv string `json:"encryption_key_env,omitempty"`
 
 	ctx      caddy.Context
 	log      *zap.Logger
@@ -55,17 +62,21 @@ type App struct {
 	sc       *scaler.Scaler
 	closing  *atomic.Bool
 	mu       *sync.Mutex
-	services map[string]*serviceRef // declared by this config's handlers
+	services map[string]*serviceRef // declared by this config: handlers, then the store
 	builder  *builder.Builder
+	st       *store.Store
+	stKey    string
+	routes   *atomic.Pointer[map[string]*serviceRef] // services by name, for host mode
 }
 
 // serviceRef ties a handler to its service. The service is applied to the
 // scaler when the app starts, after the whole config provisioned, so a
 // config that fails to load never changes running services.
 type serviceRef struct {
-	cfg   scaler.ServiceConfig
-	src   *gitSource // nil: cfg.Image runs as it is
-	dep   *deployer  // with src
+	cfg   scaler.ServiceConfig // as declared, without the store's env vars
+	api   *ServiceSpec         // declared through the admin API (nil: by a handler)
+	src   *gitSource           // nil: cfg.Image runs as it is
+	dep   *deployer            // with src
 	svc   atomic.Pointer[scaler.Service]
 	ready chan struct{} // closed once svc is set
 	once  sync.Once
@@ -128,6 +139,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.log = ctx.Logger()
 	a.services = map[string]*serviceRef{}
+	a.routes = new(atomic.Pointer[map[string]*serviceRef])
 	a.mu = new(sync.Mutex)
 	if a.Podman == "" {
 		a.Podman = os.Getenv("CONTAINER_HOST")
@@ -149,6 +161,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
 		return fmt.Errorf("podcell: data_dir %s: %w (choose a writable directory with data_dir)", a.DataDir, err)
 	}
+	// The store first: a wrong key must stop the config before it touches
+	// any container.
+	if err := a.openStore(); err != nil {
+		return fmt.Errorf("podcell: %w", err)
+	}
 	a.key = a.Podman + "|" + a.Owner
 	val, _, err := scalers.LoadOrNew(a.key, func() (caddy.Destructor, error) {
 		rt, err := scaler.NewPodman(context.Background(), a.Podman)
@@ -168,6 +185,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return pooledScaler{sc: sc, closing: new(atomic.Bool)}, nil
 	})
 	if err != nil {
+		stores.Delete(a.stKey)
+		a.st = nil
 		return fmt.Errorf("podcell: %w", err)
 	}
 	a.sc = val.(pooledScaler).sc
@@ -187,13 +206,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource) (*serviceRef, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.declareLocked(cfg, src, nil)
+}
+
+func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, api *ServiceSpec) (*serviceRef, error) {
 	if ref := a.services[cfg.Name]; ref != nil {
 		if !sameConfig(ref.cfg, cfg) || !sameSource(ref.src, src) {
 			return nil, fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", cfg.Name)
 		}
 		return ref, nil
 	}
-	ref := &serviceRef{cfg: cfg, src: src, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
+	ref := &serviceRef{cfg: cfg, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
 	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
 	}); err != nil {
@@ -219,31 +242,29 @@ func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource) (*serviceRef, er
 func sameConfig(a, b scaler.ServiceConfig) bool { return reflect.DeepEqual(a, b) }
 
 // Start applies the declared services (rolling over those whose revision
-// changed) and then removes containers that no service claims.
+// changed), adds the services declared through the admin API, and then
+// removes containers that no service claims.
 func (a *App) Start() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.lockChanges()()
 	for name, ref := range a.services {
-		if ref.src != nil {
-			if err := a.startDeployer(ref); err != nil {
-				return fmt.Errorf("podcell: service %s: %w", name, err)
-			}
-			continue
-		}
-		svc, err := a.sc.Apply(ref.cfg)
-		if err != nil {
+		if err := a.applyRef(ref, "config"); err != nil {
 			return fmt.Errorf("podcell: service %s: %w", name, err)
 		}
-		ref.set(svc)
 	}
+	if err := a.loadAPIServices(); err != nil {
+		return fmt.Errorf("podcell: %w", err)
+	}
+	a.publishRoutesLocked()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := a.sc.Reconcile(ctx); err != nil {
 		a.log.Warn("could not clean up leftover containers", zap.Error(err))
 	}
+	current.Store(a)
 	h := a.sc.Host()
 	a.log.Info("podcell started", zap.String("podman", a.Podman), zap.String("podman_version", h.Version),
-		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)))
+		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)),
+		zap.String("store", a.st.Dir()))
 	return nil
 }
 
@@ -257,6 +278,7 @@ func (a *App) Cleanup() error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	current.CompareAndSwap(a, nil)
 	if n, _ := scalers.References(a.key); n <= 1 {
 		a.closing.Store(true)
 	}
@@ -267,6 +289,11 @@ func (a *App) Cleanup() error {
 		}
 	}
 	_, err := scalers.Delete(a.key)
+	if a.st != nil {
+		if _, serr := stores.Delete(a.stKey); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	return err
 }
 

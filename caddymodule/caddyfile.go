@@ -30,6 +30,10 @@ func init() {
 //	    userns auto|host
 //	    allow_unenforced_limits
 //	    keep_on_stop
+//	    runtime_image <runtime> <image>
+//	    build_concurrency <n>
+//	    encryption_key_file <file>
+//	    encryption_key_env <NAME>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -81,8 +85,16 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.Errf("build_concurrency %q: want a whole number >= 1", s)
 			}
 			app.BuildConcurrency = n
+		case "encryption_key_file":
+			if !d.AllArgs(&app.EncryptionKeyFile) {
+				return nil, d.Errf("encryption_key_file takes one argument, a file holding the store's key (32 bytes as hex)")
+			}
+		case "encryption_key_env":
+			if !d.AllArgs(&app.EncryptionKeyEnv) {
+				return nil, d.Errf("encryption_key_env takes one argument, the name of an env var holding the store's key")
+			}
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, encryption_key_file, encryption_key_env", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -125,12 +137,18 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    stop_grace <duration>
 //	    stream_close_delay <duration>
 //	}
+//
+// or, in host mode, serving every service (also those declared through the
+// admin API) at <service>.<domain>:
+//
+//	podcell {
+//	    hosts *.<domain>...
+//	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if !d.NextArg() {
-		return d.Errf("podcell needs a service name: podcell <name> { image ... }")
+	if d.NextArg() {
+		h.Service = d.Val()
 	}
-	h.Service = d.Val()
 	if d.NextArg() {
 		return d.Errf("podcell takes one argument, the service name; put settings in a block")
 	}
@@ -277,6 +295,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durArg(&h.StopGrace)
 		case "stream_close_delay":
 			err = durArg(&h.StreamCloseDelay)
+		case "hosts":
+			h.Hosts = append(h.Hosts, d.RemainingArgs()...)
+			if len(h.Hosts) == 0 {
+				return d.Errf("hosts takes one or more patterns: hosts *.apps.localhost")
+			}
 		default:
 			return d.Errf("unknown podcell subdirective %q: see Caddyfile.example or docs/caddyfile.md for the list", d.Val())
 		}
@@ -284,7 +307,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if h.Image == "" && h.Git == nil {
+	if h.Service == "" && len(h.Hosts) == 0 {
+		return d.Errf("podcell needs a service name (podcell <name> { image ... }) or, for host mode, a hosts line (podcell { hosts *.apps.localhost })")
+	}
+	if h.Service != "" && h.Image == "" && h.Git == nil {
 		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
 	}
 	if h.Git != nil && h.Git.URL == "" {

@@ -1,12 +1,14 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -173,6 +175,136 @@ func podcellCommands(cmd *cobra.Command) {
 	}
 	buildLog.Flags().BoolVarP(&followLog, "follow", "f", false, "keep printing lines until the build ends")
 	cmd.AddCommand(buildLog)
+	cmd.AddCommand(envCommand(request, getJSON))
+	cmd.AddCommand(&cobra.Command{
+		Use:   "revisions <service>",
+		Short: "List the service's revisions, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var list []RevisionInfo
+			if err := getJSON("/podcell/services/"+args[0]+"/revisions", &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REVISION\tCURRENT\tREASON\tCREATED\tID\tIMAGE\tENV")
+			for _, r := range list {
+				cur := ""
+				if r.Current {
+					cur = "*"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, cur, r.Reason, r.Created, r.ID, shortImage(r.Image), strings.Join(r.Env, ","))
+			}
+			return tw.Flush()
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rollback <service> [revision]",
+		Short: "Run an earlier revision again (default: the one before the current)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			body := "{}"
+			if len(args) == 2 {
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 1 {
+					return fmt.Errorf("revision %q: want a revision number from 'caddy podcell revisions %s'", args[1], args[0])
+				}
+				body = fmt.Sprintf(`{"revision": %d}`, n)
+			}
+			resp, err := request(http.MethodPost, "/podcell/services/"+args[0]+"/rollback", strings.NewReader(body))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			fmt.Fprintf(os.Stderr, "%s: rolling over to the earlier revision\n", args[0])
+			return nil
+		},
+	})
+}
+
+// envCommand is 'caddy podcell env list|set|unset'.
+func envCommand(request func(method, uri string, body io.Reader) (*http.Response, error), getJSON func(string, any) error) *cobra.Command {
+	env := &cobra.Command{Use: "env", Short: "List, set and unset a service's env vars (a change rolls instances over)"}
+	var reveal bool
+	list := &cobra.Command{
+		Use:   "list <service>",
+		Short: "List the service's env vars (values only with --reveal)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			uri := "/podcell/services/" + args[0] + "/env"
+			if reveal {
+				uri += "?reveal=true"
+			}
+			var out EnvList
+			if err := getJSON(uri, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSOURCE\tVALUE")
+			for _, v := range out.Env {
+				val := "(hidden: --reveal)"
+				if out.Revealed {
+					val = v.Value
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, v.Source, val)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&reveal, "reveal", false, "print the values too")
+	change := func(service string, changes map[string]*string) error {
+		b, err := json.Marshal(changes)
+		if err != nil {
+			return err
+		}
+		resp, err := request(http.MethodPut, "/podcell/services/"+service+"/env", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var out EnvList
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s: env changed (revision %d); instances roll over to it\n", service, out.Revision)
+		return nil
+	}
+	set := &cobra.Command{
+		Use:   "set <service> NAME=value...",
+		Short: "Set env vars",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			changes := map[string]*string{}
+			for _, kv := range args[1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("%q: write NAME=value", kv)
+				}
+				changes[k] = &v
+			}
+			return change(args[0], changes)
+		},
+	}
+	unset := &cobra.Command{
+		Use:   "unset <service> NAME...",
+		Short: "Unset env vars",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			changes := map[string]*string{}
+			for _, k := range args[1:] {
+				changes[k] = nil
+			}
+			return change(args[0], changes)
+		},
+	}
+	env.AddCommand(list, set, unset)
+	return env
+}
+
+func shortImage(s string) string {
+	if len(s) == 64 && !strings.ContainsAny(s, "/:") {
+		return s[:12] // an image ID
+	}
+	return s
 }
 
 func states(m map[string]int) string {

@@ -48,6 +48,9 @@ type deployer struct {
 	running *buildRecord
 	again   bool // a deploy was asked for while one ran
 	pollSet chan struct{}
+	// recordRevision is the running config's: it notes a deployed config
+	// in the store's revision history.
+	recordRevision func(cfg scaler.ServiceConfig, reason string, build int)
 }
 
 // buildRecord is one build: its state and its log, which followers can
@@ -161,11 +164,11 @@ func deployStatus(name string) *DeployStatus {
 // update gives the deployer the running config's source and settings. It
 // deploys when the source changed or nothing was built yet; when only the
 // service settings changed, it applies them to the current image.
-func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serviceRef, poll time.Duration) error {
+func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serviceRef, poll time.Duration, reason string) error {
 	d.mu.Lock()
 	sourceChanged := d.spec != spec
 	d.spec, d.cfg, d.ref, d.poll = spec, cfg, ref, poll
-	current, running := d.current, d.running != nil
+	current, running, record := d.current, d.running != nil, d.recordRevision
 	d.mu.Unlock()
 	select {
 	case d.pollSet <- struct{}{}:
@@ -179,6 +182,7 @@ func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serv
 			return err
 		}
 		ref.set(svc)
+		record(cfg, reason, current.ID)
 	case !sourceChanged && running:
 		// The build in progress deploys with the settings just stored.
 	default:
@@ -222,7 +226,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 	var svc *scaler.Service
 	if err == nil {
 		d.mu.Lock()
-		cfg := d.cfg // the settings of the config running now
+		cfg, record := d.cfg, d.recordRevision // the settings of the config running now
 		d.mu.Unlock()
 		// The image ID, not the tag: a rebuild of new code keeps the tag
 		// but changes the ID, and with it the revision.
@@ -230,6 +234,8 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 		svc, err = d.sc.Apply(cfg)
 		if err != nil {
 			err = fmt.Errorf("the image was built but the service cannot run it: %w", err)
+		} else {
+			record(cfg, "deploy", rec.ID)
 		}
 	}
 	d.mu.Lock()
@@ -259,6 +265,26 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 	d.mu.Unlock()
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
+}
+
+// rollback makes image (a former build's) the current one; applying the
+// service then runs it. It refuses while a build runs, whose end would
+// deploy over the rollback.
+func (d *deployer) rollback(image string, build int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != nil {
+		return false
+	}
+	rec := &buildRecord{BuildInfo: BuildInfo{ID: build, Status: "succeeded", Trigger: "rollback", Image: image,
+		Started: time.Now(), Finished: time.Now()}, imageID: image, changed: make(chan struct{}), done: true}
+	for _, b := range d.builds {
+		if b.imageID == image {
+			rec = b
+		}
+	}
+	d.current = rec
+	return true
 }
 
 // imageTag names a build's image by the source spec, so an unchanged

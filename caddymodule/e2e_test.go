@@ -84,9 +84,10 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// caddyfile fills {owner}, {admin}, {http} and {image} in a Caddyfile template.
+// caddyfile fills {owner}, {admin}, {http}, {httpport} and {image} in a Caddyfile template.
 func (c *caddyProc) caddyfile(tmpl string) string {
-	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{image}", c.image, "{extra}", c.extra).Replace(tmpl)
+	_, port, _ := strings.Cut(c.http, ":")
+	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{httpport}", port, "{image}", c.image, "{extra}", c.extra).Replace(tmpl)
 }
 
 const globals = `{
@@ -123,15 +124,25 @@ func startCaddy(t *testing.T, site string, opts ...option) *caddyProc {
 	if err := os.WriteFile(file, []byte(c.caddyfile(globals+site)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
+	c.launch()
+	t.Cleanup(c.stop)
+	return c
+}
+
+// launch starts Caddy with the Caddyfile in c.dir and waits for its admin API.
+func (c *caddyProc) launch() {
+	t := c.t
+	t.Helper()
+	c.exited = make(chan struct{})
+	c.cmd = exec.Command(caddyBin, "run", "--config", filepath.Join(c.dir, "Caddyfile"), "--adapter", "caddyfile")
 	c.cmd.Env = append(os.Environ(), "HOME="+c.dir, "XDG_DATA_HOME="+c.dir, "XDG_CONFIG_HOME="+c.dir)
 	c.cmd.Stdout = lockedWriter{c.logMu, c.log}
 	c.cmd.Stderr = lockedWriter{c.logMu, c.log}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { c.cmd.Wait(); close(c.exited) }()
-	t.Cleanup(c.stop)
+	exited := c.exited
+	go func() { c.cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + c.admin + "/config/")
@@ -149,7 +160,13 @@ func startCaddy(t *testing.T, site string, opts ...option) *caddyProc {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c
+}
+
+// restart stops Caddy (checking it left no container) and starts it again
+// with the same data directory.
+func (c *caddyProc) restart() {
+	c.stop()
+	c.launch()
 }
 
 func (c *caddyProc) logs() string {

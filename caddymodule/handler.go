@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,54 +27,23 @@ func init() {
 // proxies the request to it with Caddy's reverse_proxy.
 type Handler struct {
 	// Service is the service's name: lowercase letters, digits and '-'.
-	Service string `json:"service"`
-	// Image to run, e.g. "localhost/hello:latest". Either Image or Git.
-	Image string `json:"image,omitempty"`
-	// Git builds the service's image from a git repository instead.
-	Git *gitSource `json:"git,omitempty"`
-	// Command overrides the image's entrypoint and command.
-	Command []string `json:"command,omitempty"`
-	// Port the app listens on; podcell sets $PORT to it. Default 8080.
-	Port int `json:"port,omitempty"`
-	// Env are extra environment variables.
-	Env map[string]string `json:"env,omitempty"`
-	// MemoryMB is the memory limit in MiB (128 to 7076, default 256). CPU
-	// follows it: memory_mb/1769 cores.
-	MemoryMB int `json:"memory_mb,omitempty"`
-	// TmpMB caps the /tmp tmpfs, in MiB (default 64).
-	TmpMB int `json:"tmp_mb,omitempty"`
-	// PidsLimit caps processes and threads (default 512).
-	PidsLimit int64 `json:"pids_limit,omitempty"`
+	// Empty in host mode.
+	Service string `json:"service,omitempty"`
+	// Hosts turns on host mode: the handler serves every service, whether
+	// the Caddyfile or the admin API declared it, at <service>.<domain> for
+	// each pattern "*.<domain>" (e.g. "*.apps.localhost"). Host mode
+	// declares no service itself.
+	Hosts []string `json:"hosts,omitempty"`
 
-	MinInstances int `json:"min_instances,omitempty"`
-	MaxInstances int `json:"max_instances,omitempty"` // default 10
-	// Concurrency is the in-flight requests per instance (default 80).
-	Concurrency int `json:"concurrency,omitempty"`
-
-	// PauseAfter freezes an idle instance (default 10s; negative: never).
-	PauseAfter caddy.Duration `json:"pause_after,omitempty"`
-	// IdleTimeout removes an idle instance (default 5m).
-	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
-	// StableWindow is how long load must stay low before scaling in (default 60s).
-	StableWindow caddy.Duration `json:"stable_window,omitempty"`
-	// QueueSize bounds requests waiting for an instance (default 1000).
-	QueueSize int `json:"queue_size,omitempty"`
-	// QueueTimeout bounds one request's wait (default 30s).
-	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
-	// StartTimeout bounds an instance's start until its port answers (default 60s).
-	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
-	// HealthPath, if set, must answer 2xx/3xx before an instance gets traffic.
-	HealthPath string `json:"health_path,omitempty"`
-	// DrainTimeout bounds how long scale-in waits for in-flight requests (default 30s).
-	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
-	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
-	StopGrace caddy.Duration `json:"stop_grace,omitempty"`
+	// The service's settings (with Service).
+	ServiceSpec
 
 	// StreamCloseDelay keeps WebSockets and other upgraded streams open for
 	// this long after a config reload (as reverse_proxy's stream_close_delay).
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
-	ref *serviceRef
+	app *App
+	ref *serviceRef // nil in host mode
 	rp  *reverseproxy.Handler
 	log *zap.Logger
 }
@@ -87,45 +58,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // upstreamPlaceholder carries the chosen instance's address to reverse_proxy.
 const upstreamPlaceholder = "http.podcell.upstream"
 
-// config turns the handler's JSON into a scaler config with defaults.
-func (h *Handler) config() scaler.ServiceConfig {
-	return scaler.ServiceConfig{
-		Name:         h.Service,
-		Image:        h.Image,
-		Command:      h.Command,
-		Port:         h.Port,
-		Env:          h.Env,
-		MemoryMB:     h.MemoryMB,
-		TmpMB:        h.TmpMB,
-		PidsLimit:    h.PidsLimit,
-		MinInstances: h.MinInstances,
-		MaxInstances: h.MaxInstances,
-		Concurrency:  h.Concurrency,
-		PauseAfter:   time.Duration(h.PauseAfter),
-		IdleTimeout:  time.Duration(h.IdleTimeout),
-		StableWindow: time.Duration(h.StableWindow),
-		QueueSize:    h.QueueSize,
-		QueueTimeout: time.Duration(h.QueueTimeout),
-		StartTimeout: time.Duration(h.StartTimeout),
-		HealthPath:   h.HealthPath,
-		DrainTimeout: time.Duration(h.DrainTimeout),
-		StopGrace:    time.Duration(h.StopGrace),
-	}.WithDefaults()
-}
-
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger()
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	cfg := h.config()
 	appIface, err := ctx.App("podcell")
 	if err != nil {
 		return err
 	}
-	app := appIface.(*App)
-	if h.ref, err = app.declare(cfg, h.Git); err != nil {
-		return err
+	h.app = appIface.(*App)
+	if h.Service != "" {
+		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git); err != nil {
+			return err
+		}
 	}
 	h.rp = &reverseproxy.Handler{
 		Upstreams:        reverseproxy.UpstreamPool{{Dial: "{" + upstreamPlaceholder + "}"}},
@@ -136,35 +82,80 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate rejects a config that would fail at the first request.
 func (h *Handler) Validate() error {
-	cfg := h.config()
-	if h.Git != nil {
-		if h.Image != "" {
-			return fmt.Errorf("service %s: set image or git, not both", h.Service)
+	if len(h.Hosts) > 0 {
+		if h.Service != "" {
+			return fmt.Errorf("podcell: set a service or hosts, not both (hosts serves every service by its host name)")
 		}
-		if err := h.Git.validate(); err != nil {
-			return fmt.Errorf("service %s: %w", h.Service, err)
+		if !reflect.DeepEqual(h.ServiceSpec, ServiceSpec{}) {
+			return fmt.Errorf("podcell hosts %v: service settings (image, memory...) belong to a named service, not to host mode", h.Hosts)
 		}
-		cfg.Image = "built-from-git" // checked by the builder instead
+		for _, p := range h.Hosts {
+			if _, err := hostSuffix(p); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return cfg.Validate()
+	if h.Service == "" {
+		return fmt.Errorf("podcell: a service name (or hosts, for host mode) is required")
+	}
+	return h.ServiceSpec.validate(h.Service)
+}
+
+// hostSuffix checks a host pattern "*.<domain>" and returns ".<domain>".
+func hostSuffix(pattern string) (string, error) {
+	domain, ok := strings.CutPrefix(pattern, "*.")
+	if !ok || domain == "" || strings.ContainsAny(domain, "*/: ") {
+		return "", fmt.Errorf("podcell hosts %q: use a wildcard pattern such as *.apps.localhost (services answer at <service>.apps.localhost)", pattern)
+	}
+	return "." + strings.ToLower(domain), nil
+}
+
+// serviceForHost finds the service a host-mode request is for: the first
+// label of the host when the rest matches a pattern.
+func (h *Handler) serviceForHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	for _, p := range h.Hosts {
+		// Validated: "*.<domain>", so p[1:] is ".<domain>".
+		suffix := p[1:]
+		if len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix) {
+			name := host[:len(host)-len(suffix)]
+			if !strings.Contains(name, ".") {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.Git != nil && h.Git.WebhookPath != "" && r.URL.Path == h.Git.WebhookPath {
-		return h.serveWebhook(w, r)
+	ref := h.ref
+	if ref == nil {
+		name := h.serviceForHost(r.Host)
+		if ref = h.app.route(name); ref == nil {
+			if name == "" {
+				return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
+			}
+			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
+		}
 	}
-	svc := h.ref.svc.Load()
+	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
+		return serveWebhook(w, r, ref)
+	}
+	svc := ref.svc.Load()
 	if svc == nil {
 		// The podcell app has not started yet, or the first build of a
 		// git service is still running.
-		t := time.NewTimer(time.Duration(h.ref.cfg.QueueTimeout))
+		t := time.NewTimer(ref.cfg.QueueTimeout)
 		defer t.Stop()
 		select {
-		case <-h.ref.ready:
-			svc = h.ref.svc.Load()
+		case <-ref.ready:
+			svc = ref.svc.Load()
 		case <-t.C:
 			w.Header().Set("Retry-After", "10")
-			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", h.Service))
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
 		case <-r.Context().Done():
 			return caddyhttp.Error(499, r.Context().Err())
 		}

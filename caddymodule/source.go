@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/scaler"
 )
 
 // gitSource is a service's code: a public git repository built into an
@@ -71,14 +72,15 @@ func (g *gitSource) validate() error {
 	return nil
 }
 
-// startDeployer hands the service's source and settings to its deployer,
-// which builds and deploys as needed.
-func (a *App) startDeployer(ref *serviceRef) error {
+// startDeployer hands the service's source and effective settings to its
+// deployer, which builds and deploys as needed.
+func (a *App) startDeployer(ref *serviceRef, cfg scaler.ServiceConfig, reason string) error {
 	d := ref.dep
 	d.mu.Lock()
 	d.b = a.builder
+	d.recordRevision = a.recordRevision
 	d.mu.Unlock()
-	return d.update(ref.src.spec(ref.cfg.Port), ref.cfg, ref, time.Duration(ref.src.PollInterval))
+	return d.update(ref.src.spec(ref.cfg.Port), cfg, ref, time.Duration(ref.src.PollInterval), reason)
 }
 
 // loadDeployer takes this config's reference on the service's pooled
@@ -99,7 +101,7 @@ func (a *App) loadDeployer(ref *serviceRef) (*deployer, error) {
 
 // serveWebhook handles a GitHub push webhook: it checks the HMAC signature
 // and, for a push to the deployed branch, starts a deploy.
-func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
+func serveWebhook(w http.ResponseWriter, r *http.Request, ref *serviceRef) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		w.WriteHeader(http.StatusMethodNotAllowed)
@@ -111,7 +113,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	sig := strings.TrimPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256=")
-	mac := hmac.New(sha256.New, []byte(h.Git.WebhookSecret))
+	mac := hmac.New(sha256.New, []byte(ref.src.WebhookSecret))
 	mac.Write(body)
 	want := hex.EncodeToString(mac.Sum(nil))
 	if !hmac.Equal([]byte(sig), []byte(want)) {
@@ -126,11 +128,11 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		Ref string `json:"ref"`
 	}
 	json.Unmarshal(body, &push)
-	if h.Git.Ref != "" && push.Ref != "" && push.Ref != "refs/heads/"+h.Git.Ref && push.Ref != "refs/tags/"+h.Git.Ref {
-		fmt.Fprintf(w, "ignored: push to %s, deployed ref is %s\n", push.Ref, h.Git.Ref)
+	if ref.src.Ref != "" && push.Ref != "" && push.Ref != "refs/heads/"+ref.src.Ref && push.Ref != "refs/tags/"+ref.src.Ref {
+		fmt.Fprintf(w, "ignored: push to %s, deployed ref is %s\n", push.Ref, ref.src.Ref)
 		return nil
 	}
-	d := findDeployer(h.Service)
+	d := ref.dep
 	if d == nil {
 		http.Error(w, "service not deployed yet", http.StatusServiceUnavailable)
 		return nil
