@@ -29,10 +29,10 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 }
 
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{
+	return append([]caddy.AdminRoute{
 		{Pattern: "/podcell/services", Handler: caddy.AdminHandlerFunc(a.listServices)},
 		{Pattern: "/podcell/services/", Handler: caddy.AdminHandlerFunc(a.service)},
-	}
+	}, observeRoutes()...)
 }
 
 // ServiceStatus is a service's live state as the admin API reports it.
@@ -127,6 +127,8 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 		}
 		st.Deploy = dep
 		return writeJSON(w, st)
+	case "logs":
+		return serviceLogs(w, r)
 	default:
 		return deployRoutes(w, r, name, action)
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -98,11 +99,14 @@ type pooledScaler struct {
 	// closing is set when the last config lets go of the scaler: its
 	// services then go with Close (which honours keep_on_stop), not one by one.
 	closing *atomic.Bool
+	// hub observes the scaler, so it lives (and keeps its metrics) as long.
+	hub *observe.Hub
 }
 
 func (p pooledScaler) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer p.hub.Close()
 	return p.sc.Close(ctx)
 }
 
@@ -155,17 +159,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
+		hub := observe.NewHub(rt)
 		sc, err := scaler.New(context.Background(), rt, scaler.Options{
 			Owner:                 a.Owner,
 			UserNS:                a.UserNS,
 			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
 			KeepOnClose:           a.KeepOnStop,
 			Logger:                caddy.Log().Named("podcell"),
+			Observer:              hub,
 		})
 		if err != nil {
 			return nil, err
 		}
-		return pooledScaler{sc: sc, closing: new(atomic.Bool)}, nil
+		hub.Watch(sc)
+		return pooledScaler{sc: sc, closing: new(atomic.Bool), hub: hub}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("podcell: %w", err)
