@@ -58,6 +58,7 @@ type App struct {
 	mu       *sync.Mutex
 	services map[string]*serviceRef // declared by this config's handlers
 	builder  *builder.Builder
+	hub      *observe.Hub // the scaler's: metrics, logs and error events
 }
 
 // serviceRef ties a handler to its service. The service is applied to the
@@ -179,6 +180,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.sc = val.(pooledScaler).sc
 	a.closing = val.(pooledScaler).closing
+	a.hub = val.(pooledScaler).hub
 	pm, ok := a.sc.Runtime().(*scaler.Podman)
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")

@@ -139,7 +139,7 @@ func (m *Metrics) Request(service string, code int, took time.Duration) {
 	sm.requestDuration.Update(took.Seconds())
 }
 
-// Build records a finished image build; result is "success" or "failure".
+// Build records a finished image build; result is "succeeded" or "failed".
 func (m *Metrics) Build(service, result string, took time.Duration) {
 	s := serviceLabel(service)
 	m.set.GetOrCreateCounter(series("podcell_builds_total", s, `result="`+labelValue(result)+`"`)).Inc()

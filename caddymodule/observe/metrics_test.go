@@ -139,8 +139,8 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 	m.Queued("web", 0, scaler.WakeNone, scaler.QueueFull)
 	m.Queued("web", 30*time.Second, scaler.WakeNone, scaler.QueueTimeout)
 	m.Queued("web", time.Second, scaler.WakeNone, scaler.QueueCanceled)
-	m.Build("web", "success", 90*time.Second)
-	m.Build("web", "failure", 10*time.Second)
+	m.Build("web", "succeeded", 90*time.Second)
+	m.Build("web", "failed", 10*time.Second)
 	m.CronRun("web", "nightly", "ok")
 	m.CronRun("web", "nightly", "ok")
 	m.InstanceStarted("api", "def", 2*time.Second)
@@ -176,8 +176,8 @@ func TestMetricsRecordAndScrape(t *testing.T) {
 		{"podcell_queue_wait_seconds_sum", svcLabel("web"), 0.3},
 		{"podcell_queue_rejections_total", svcLabel("web", "reason", "full"), 2},
 		{"podcell_queue_rejections_total", svcLabel("web", "reason", "timeout"), 1},
-		{"podcell_builds_total", svcLabel("web", "result", "success"), 1},
-		{"podcell_builds_total", svcLabel("web", "result", "failure"), 1},
+		{"podcell_builds_total", svcLabel("web", "result", "succeeded"), 1},
+		{"podcell_builds_total", svcLabel("web", "result", "failed"), 1},
 		{"podcell_build_duration_seconds_count", svcLabel("web"), 2},
 		{"podcell_build_duration_seconds_bucket", svcLabel("web", "le", "60"), 1},
 		{"podcell_cron_runs_total", svcLabel("web", "job", "nightly", "status", "ok"), 2},
@@ -266,18 +266,18 @@ func TestMetricsGaugesFromSnapshots(t *testing.T) {
 func TestMetricsReload(t *testing.T) {
 	m := NewMetrics()
 	m.InstanceStarted("web", "a", time.Second)
-	m.Build("web", "success", time.Minute)
+	m.Build("web", "succeeded", time.Minute)
 	m.CronRun("web", "j", "ok")
 	m.Watch(func() []scaler.Snapshot { return []scaler.Snapshot{{Name: "web"}} })
 	m.Watch(func() []scaler.Snapshot { return []scaler.Snapshot{{Name: "web"}, {Name: "api"}} })
 	m.InstanceStarted("web", "b", time.Second)
-	m.Build("web", "success", time.Minute)
+	m.Build("web", "succeeded", time.Minute)
 	m.CronRun("web", "j", "ok")
 	s := scrape(t, m)
 	if got := value(t, s, "podcell_cold_starts_total", svcLabel("web")); got != 2 {
 		t.Errorf("cold starts = %v after a second declaration, want 2", got)
 	}
-	if got := value(t, s, "podcell_builds_total", svcLabel("web", "result", "success")); got != 2 {
+	if got := value(t, s, "podcell_builds_total", svcLabel("web", "result", "succeeded")); got != 2 {
 		t.Errorf("builds = %v, want 2", got)
 	}
 	if got := value(t, s, "podcell_cron_runs_total", svcLabel("web", "job", "j", "status", "ok")); got != 2 {
