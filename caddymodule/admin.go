@@ -29,10 +29,10 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 }
 
 func (a adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{
+	return append([]caddy.AdminRoute{
 		{Pattern: "/podcell/services", Handler: caddy.AdminHandlerFunc(a.listServices)},
 		{Pattern: "/podcell/services/", Handler: caddy.AdminHandlerFunc(a.service)},
-	}
+	}, observeRoutes()...)
 }
 
 // ServiceStatus is a service's live state as the admin API reports it.
@@ -165,10 +165,12 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 			break
 		}
 		return revisionRoutes(w, r, name, section)
+	case "logs":
+		return serviceLogs(w, r)
 	case "deploy", "builds":
 		return deployRoutes(w, r, name, action)
 	}
-	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use env, revisions, rollback, deploy or builds", action))
+	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use env, revisions, rollback, logs, deploy or builds", action))
 }
 
 func apiError(code int, msg string) error {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
 )
@@ -67,6 +68,7 @@ type App struct {
 	st       *store.Store
 	stKey    string
 	routes   *atomic.Pointer[map[string]*serviceRef] // services by name, for host mode
+	hub      *observe.Hub                            // the scaler's: metrics, logs and error events
 }
 
 // serviceRef ties a handler to its service. The service is applied to the
@@ -109,11 +111,14 @@ type pooledScaler struct {
 	// closing is set when the last config lets go of the scaler: its
 	// services then go with Close (which honours keep_on_stop), not one by one.
 	closing *atomic.Bool
+	// hub observes the scaler, so it lives (and keeps its metrics) as long.
+	hub *observe.Hub
 }
 
 func (p pooledScaler) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer p.hub.Close()
 	return p.sc.Close(ctx)
 }
 
@@ -172,17 +177,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
+		hub := observe.NewHub(rt)
 		sc, err := scaler.New(context.Background(), rt, scaler.Options{
 			Owner:                 a.Owner,
 			UserNS:                a.UserNS,
 			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
 			KeepOnClose:           a.KeepOnStop,
 			Logger:                caddy.Log().Named("podcell"),
+			Observer:              hub,
 		})
 		if err != nil {
 			return nil, err
 		}
-		return pooledScaler{sc: sc, closing: new(atomic.Bool)}, nil
+		hub.Watch(sc)
+		return pooledScaler{sc: sc, closing: new(atomic.Bool), hub: hub}, nil
 	})
 	if err != nil {
 		stores.Delete(a.stKey)
@@ -191,6 +199,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.sc = val.(pooledScaler).sc
 	a.closing = val.(pooledScaler).closing
+	a.hub = val.(pooledScaler).hub
 	pm, ok := a.sc.Runtime().(*scaler.Podman)
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -31,6 +32,7 @@ const keptBuilds = 20
 type deployer struct {
 	name string
 	sc   *scaler.Scaler
+	hub  *observe.Hub
 	b    *builder.Builder
 	log  *zap.Logger
 
@@ -262,7 +264,9 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 		d.startLocked("queued")
 	}
 	status := rec.Status
+	took := rec.Finished.Sub(rec.Started)
 	d.mu.Unlock()
+	d.hub.Metrics.Build(d.name, status, took)
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
 }

@@ -30,6 +30,9 @@ type fakeRuntime struct {
 	started    []string // ids in start order (a restart repeats the id)
 	subs       []*fakeSub
 	calls      fakeCalls
+	// changed is closed (and replaced) when a container writes output,
+	// exits or is removed, waking FollowLogs.
+	changed chan struct{}
 }
 
 type fakeCalls struct {
@@ -44,6 +47,7 @@ type fakeContainer struct {
 	ln       net.Listener
 	exitCode int
 	removed  bool
+	output   []LogLine // what FollowLogs reads; see write
 }
 
 type fakeSub struct {
@@ -53,7 +57,7 @@ type fakeSub struct {
 }
 
 func newFake(t *testing.T) *fakeRuntime {
-	f := &fakeRuntime{t: t, containers: map[string]*fakeContainer{}}
+	f := &fakeRuntime{t: t, containers: map[string]*fakeContainer{}, changed: make(chan struct{})}
 	t.Cleanup(func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -218,6 +222,7 @@ func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
 	if c := f.containers[id]; c != nil {
 		c.closeListener()
 		c.removed = true
+		f.notifyLocked()
 	}
 	return nil
 }
@@ -280,6 +285,41 @@ func (f *fakeRuntime) Logs(ctx context.Context, id string, tail int) ([]string, 
 	return slices.Clone(logs), nil
 }
 
+func (f *fakeRuntime) FollowLogs(ctx context.Context, id string, since time.Time, fn func(LogLine)) error {
+	next := 0
+	for {
+		f.mu.Lock()
+		c := f.containers[id]
+		if c == nil {
+			f.mu.Unlock()
+			return fmt.Errorf("fake: no such container %q", id)
+		}
+		lines := slices.Clone(c.output[next:])
+		next = len(c.output)
+		ended := c.removed || hasExited(c.state)
+		changed := f.changed
+		f.mu.Unlock()
+		for _, l := range lines {
+			if !l.Time.Before(since) {
+				fn(l)
+			}
+		}
+		if ended {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func (f *fakeRuntime) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
 // Test controls.
 
 // ready makes the container's port accept connections.
@@ -310,7 +350,21 @@ func (f *fakeRuntime) exitLocked(c *fakeContainer, code int) {
 	c.closeListener()
 	c.state = StateExited
 	c.exitCode = code
+	f.notifyLocked()
 	f.emitLocked(Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()})
+}
+
+// write makes container id print text on stream ("stdout" or "stderr").
+func (f *fakeRuntime) write(id, stream, text string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		f.t.Errorf("fake: write: %v", err)
+		return
+	}
+	c.output = append(c.output, LogLine{Time: time.Now(), Stream: stream, Text: text})
+	f.notifyLocked()
 }
 
 func (f *fakeRuntime) setAutoReady(on bool) {

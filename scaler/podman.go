@@ -360,6 +360,91 @@ func (p *Podman) Logs(ctx context.Context, id string, tail int) ([]string, error
 	}
 }
 
+func (p *Podman) FollowLogs(ctx context.Context, id string, since time.Time, fn func(LogLine)) error {
+	opts := new(containers.LogOptions).WithStdout(true).WithStderr(true).WithFollow(true).WithTimestamps(true)
+	if !since.IsZero() {
+		opts.WithSince(since.UTC().Format(time.RFC3339Nano))
+	}
+	stdout := make(chan string, 64)
+	stderr := make(chan string, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- containers.Logs(p.ctx(ctx), id, opts, stdout, stderr)
+	}()
+	out := lineJoiner{stream: "stdout", fn: fn}
+	errs := lineJoiner{stream: "stderr", fn: fn}
+	for {
+		select {
+		case f := <-stdout:
+			out.add(f)
+		case f := <-stderr:
+			errs.add(f)
+		case err := <-done:
+			// Logs sent everything before it returned: it is buffered.
+			for len(stdout) > 0 || len(stderr) > 0 {
+				select {
+				case f := <-stdout:
+					out.add(f)
+				case f := <-stderr:
+					errs.add(f)
+				}
+			}
+			out.flush()
+			errs.flush()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+}
+
+// maxLogLine bounds a line pieced together from partial frames, so an app
+// that never writes a line break cannot grow it without end.
+const maxLogLine = 64 << 10
+
+// lineJoiner turns one stream's log frames into lines. With timestamps on,
+// Podman sends each line as "<RFC 3339 time> <text>\n"; a long line comes
+// as several frames, all but the last without the line break.
+type lineJoiner struct {
+	stream string
+	fn     func(LogLine)
+	first  time.Time // of the partial line in buf
+	buf    strings.Builder
+}
+
+func (j *lineJoiner) add(frame string) {
+	t, text, whole := parseLogFrame(frame)
+	if j.buf.Len() == 0 {
+		j.first = t
+	}
+	j.buf.WriteString(text)
+	if whole || j.buf.Len() >= maxLogLine {
+		j.flush()
+	}
+}
+
+func (j *lineJoiner) flush() {
+	if j.buf.Len() == 0 {
+		return
+	}
+	j.fn(LogLine{Time: j.first, Stream: j.stream, Text: j.buf.String()})
+	j.buf.Reset()
+}
+
+// parseLogFrame splits a timestamped frame. A frame whose time does not
+// parse is kept whole and dated now.
+func parseLogFrame(frame string) (t time.Time, text string, whole bool) {
+	text, whole = strings.CutSuffix(frame, "\n")
+	ts, rest, ok := strings.Cut(text, " ")
+	if ok {
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			return t, rest, whole
+		}
+	}
+	return time.Now(), text, whole
+}
+
 func isNotFound(err error) bool {
 	if err == nil {
 		return false

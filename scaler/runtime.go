@@ -26,6 +26,18 @@ type Runtime interface {
 	Events(ctx context.Context, label, value string) (<-chan Event, error)
 	// Logs returns up to tail of the container's last output lines.
 	Logs(ctx context.Context, id string, tail int) ([]string, error)
+	// FollowLogs calls fn with each output line of the container written
+	// at or after since (the zero time: all of them), as they come, on one
+	// goroutine. It returns nil once the container has stopped and its
+	// output is read, or ctx's error when ctx ends first.
+	FollowLogs(ctx context.Context, id string, since time.Time, fn func(LogLine)) error
+}
+
+// LogLine is one line a container wrote.
+type LogLine struct {
+	Time   time.Time
+	Stream string // "stdout" or "stderr"
+	Text   string // without the line break
 }
 
 // HostInfo describes the container engine's host.

@@ -35,6 +35,9 @@ type Options struct {
 	// next scaler with the same Owner to adopt.
 	KeepOnClose bool
 	Logger      *zap.Logger
+	// Observer, if set, is told of instance starts, pauses, crashes, scaling
+	// and queued requests.
+	Observer Observer
 }
 
 // Scaler owns the services and their containers.
@@ -43,6 +46,7 @@ type Scaler struct {
 	host HostInfo
 	opts Options
 	log  *zap.Logger
+	obs  Observer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -61,6 +65,9 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	switch opts.UserNS {
 	case "", "auto", "host":
@@ -81,7 +88,7 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	if opts.UserNS == "" {
 		opts.UserNS = "auto"
 	}
-	s := &Scaler{rt: rt, host: host, opts: opts, log: opts.Logger, services: map[string]*Service{}}
+	s := &Scaler{rt: rt, host: host, opts: opts, log: opts.Logger, obs: opts.Observer, services: map[string]*Service{}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
 	go s.watchEvents()
@@ -238,6 +245,7 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 		inst.state = stStopping
 	}
 	grace := svc.cfg.StopGrace
+	svc.noteScaleLocked()
 	svc.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -248,6 +256,7 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 			defer wg.Done()
 			svc.sc.rt.Stop(ctx, id, grace)
 			errs[i] = svc.sc.rt.Remove(ctx, id)
+			svc.sc.obs.InstanceRemoved(svc.name, id)
 		}()
 	}
 	wg.Wait()
@@ -515,6 +524,7 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 		}
 	}
 	svc.instances = append(svc.instances, inst)
+	svc.noteScaleLocked()
 	svc.log.Info("adopted container from an earlier run", zap.String("container", inst.name), zap.String("state", inst.state.String()))
 	if inst.state == stReady {
 		svc.serveQueueLocked(inst, WakeNone)

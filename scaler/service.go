@@ -27,6 +27,7 @@ type Service struct {
 	queue     list.List   // of *waiter, FIFO
 	inflight  int
 	peak      int // highest demand since the last tick
+	up        int // instances up when the observer was last told
 	win       window
 	closed    bool
 
@@ -149,11 +150,13 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 	if s.lastErr != nil && now.Before(s.retryAt) && !s.anyServingLocked() {
 		err := s.lastErr
 		s.mu.Unlock()
+		s.sc.obs.Queued(s.name, 0, WakeNone, QueueFailed)
 		return Lease{}, err
 	}
 	if s.queue.Len() >= s.cfg.QueueSize {
 		s.mu.Unlock()
 		s.Stats.QueueFull.Add(1)
+		s.sc.obs.Queued(s.name, 0, WakeNone, QueueFull)
 		return Lease{}, ErrQueueFull
 	}
 	w := &waiter{ch: make(chan result, 1), queued: true}
@@ -181,6 +184,9 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 		s.mu.Unlock()
 		if err == ErrQueueTimeout {
 			s.Stats.QueueTimeout.Add(1)
+			s.sc.obs.Queued(s.name, time.Since(now), WakeNone, QueueTimeout)
+		} else {
+			s.sc.obs.Queued(s.name, time.Since(now), WakeNone, QueueCanceled)
 		}
 		return Lease{}, err
 	}
@@ -189,16 +195,21 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 	r := <-w.ch
 	if r.err == nil && ctx.Err() != nil {
 		s.release(r.inst)
+		s.sc.obs.Queued(s.name, time.Since(now), r.wake, QueueCanceled)
 		return Lease{}, ctx.Err()
 	}
 	return s.leaseFrom(r, now)
 }
 
+// leaseFrom turns what a queued request was handed into its lease.
 func (s *Service) leaseFrom(r result, since time.Time) (Lease, error) {
+	waited := time.Since(since)
 	if r.err != nil {
+		s.sc.obs.Queued(s.name, waited, r.wake, QueueFailed)
 		return Lease{}, r.err
 	}
-	return Lease{svc: s, inst: r.inst, Addr: r.inst.addr, Upstream: r.inst.addrAny, Waited: time.Since(since), Wake: r.wake}, nil
+	s.sc.obs.Queued(s.name, waited, r.wake, QueueServed)
+	return Lease{svc: s, inst: r.inst, Addr: r.inst.addr, Upstream: r.inst.addrAny, Waited: waited, Wake: r.wake}, nil
 }
 
 // Release gives the request's slot back.
@@ -296,6 +307,21 @@ func (s *Service) scaleUpLocked() {
 		resume--
 	}
 	s.startLocked(start)
+	s.noteScaleLocked()
+}
+
+// noteScaleLocked tells the observer when the number of instances up changed.
+func (s *Service) noteScaleLocked() {
+	n := 0
+	for _, inst := range s.instances {
+		if isUp(inst.state) {
+			n++
+		}
+	}
+	if n != s.up {
+		s.sc.obs.Scaled(s.name, s.up, n)
+		s.up = n
+	}
 }
 
 // startLocked starts n instances, using the standby container if there is one.
@@ -443,6 +469,7 @@ func (s *Service) tick(now time.Time) {
 		s.scaleUpLocked()
 	}
 	s.ensureStandbyLocked()
+	s.noteScaleLocked()
 }
 
 // ensureStandbyLocked keeps one created-but-not-started container of the
@@ -502,7 +529,9 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 		}
 		s.log.Error("instance failed to start", zap.String("service", cfg.Name), zap.String("container", inst.name),
 			zap.Int("exit_code", se.ExitCode), zap.Strings("logs", se.Logs), zap.Error(se.Err))
+		s.sc.obs.InstanceStartFailed(s.name, inst.id, se)
 		s.removeLocked(inst)
+		s.noteScaleLocked()
 		if inst.id != "" {
 			id := inst.id
 			s.spawn(func() { s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id) })
@@ -520,8 +549,10 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 	inst.addr, inst.addrAny = addr, addr
 	inst.state = stReady
 	inst.lastActive = time.Now()
+	took := time.Since(began)
 	s.log.Info("instance ready", zap.String("service", cfg.Name), zap.String("container", inst.name),
-		zap.Duration("took", time.Since(began)))
+		zap.Duration("took", took))
+	s.sc.obs.InstanceStarted(s.name, inst.id, took)
 	s.serveQueueLocked(inst, WakeStart)
 	s.kickLoop() // prepare the next standby
 }
@@ -555,6 +586,7 @@ func (s *Service) runPause(inst *instance) {
 		return
 	}
 	s.Stats.Pauses.Add(1)
+	s.sc.obs.InstancePaused(s.name, inst.id)
 	inst.state = stPaused
 	if s.queue.Len() > 0 {
 		s.scaleUpLocked()
@@ -564,6 +596,7 @@ func (s *Service) runPause(inst *instance) {
 func (s *Service) runResume(inst *instance) {
 	ctx, cancel := context.WithTimeout(s.sc.ctx, 30*time.Second)
 	defer cancel()
+	began := time.Now()
 	err := s.sc.rt.Unpause(ctx, inst.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -577,6 +610,7 @@ func (s *Service) runResume(inst *instance) {
 		return
 	}
 	s.Stats.Resumes.Add(1)
+	s.sc.obs.InstanceResumed(s.name, inst.id, time.Since(began))
 	inst.state = stReady
 	inst.lastActive = time.Now()
 	s.serveQueueLocked(inst, WakeResume)
@@ -595,6 +629,9 @@ func (s *Service) runStop(inst *instance, grace time.Duration) {
 		}
 	}
 	s.Stats.Stops.Add(1)
+	if inst.id != "" {
+		s.sc.obs.InstanceRemoved(s.name, inst.id)
+	}
 	s.mu.Lock()
 	s.removeLocked(inst)
 	s.mu.Unlock()
@@ -634,6 +671,7 @@ func (s *Service) onDied(id string, exitCode int) {
 	if s.queue.Len() > 0 {
 		s.scaleUpLocked()
 	}
+	s.noteScaleLocked()
 	s.mu.Unlock()
 	s.spawn(func() { s.cleanupCrashed(inst, prev) })
 }
@@ -654,9 +692,11 @@ func (s *Service) cleanupCrashed(inst *instance, prev instState) {
 	s.log.Error("instance died", zap.String("service", name), zap.String("container", inst.name),
 		zap.String("was", prev.String()), zap.Int("exit_code", inst.exitCode), zap.Bool("oom_killed", oom),
 		zap.Strings("logs", logs))
+	s.sc.obs.InstanceCrashed(name, inst.id, Crash{ExitCode: inst.exitCode, OOMKilled: oom, Was: prev.String(), Logs: logs})
 	if err := s.sc.rt.Remove(ctx, inst.id); err != nil {
 		s.log.Warn("cannot remove dead container", zap.String("container", inst.name), zap.Error(err))
 	}
+	s.sc.obs.InstanceRemoved(name, inst.id)
 }
 
 // update switches the service to a new config. A new revision rolls
