@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -131,18 +132,69 @@ func (h *Handler) serviceForHost(host string) string {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	start := time.Now()
+	sw := statusWriters.Get().(*statusWriter)
+	sw.ResponseWriter, sw.status = w, 0
+	service, err := h.serve(sw, r, next)
+	code := sw.status
+	sw.ResponseWriter = nil
+	statusWriters.Put(sw)
+	if service == "" {
+		return err // no such service: nothing to count it under
+	}
+	detail := ""
+	if err != nil {
+		code = http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			code = he.StatusCode
+		}
+		detail = err.Error()
+	} else if code == 0 {
+		code = http.StatusOK
+	}
+	h.app.hub.RequestDone(service, code, time.Since(start), detail)
+	return err
+}
+
+// statusWriter remembers the status of the response; pooled, so that the
+// request path allocates nothing for it.
+type statusWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// serve handles the request and says which service it was for ("" when
+// there is none by the request's host).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (string, error) {
 	ref := h.ref
 	if ref == nil {
 		name := h.serviceForHost(r.Host)
 		if ref = h.app.route(name); ref == nil {
 			if name == "" {
-				return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
+				return "", caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
 			}
-			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
+			return "", caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
 		}
 	}
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
-		return serveWebhook(w, r, ref)
+		return ref.cfg.Name, serveWebhook(w, r, ref)
 	}
 	svc := ref.svc.Load()
 	if svc == nil {
@@ -155,14 +207,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			svc = ref.svc.Load()
 		case <-t.C:
 			w.Header().Set("Retry-After", "10")
-			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
+			return ref.cfg.Name, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
 		case <-r.Context().Done():
-			return caddyhttp.Error(499, r.Context().Err())
+			return ref.cfg.Name, caddyhttp.Error(499, r.Context().Err())
 		}
 	}
 	lease, err := svc.Acquire(r.Context())
 	if err != nil {
-		return h.acquireError(w, svc, err)
+		return ref.cfg.Name, h.acquireError(w, svc, err)
 	}
 	defer lease.Release()
 
@@ -171,7 +223,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if lease.Wake != scaler.WakeNone {
 		w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
 	}
-	return h.rp.ServeHTTP(w, r, next)
+	return ref.cfg.Name, h.rp.ServeHTTP(w, r, next)
 }
 
 // acquireError maps a scaler error to the answer a client should see:

@@ -13,6 +13,8 @@
 //	/sleep?d=D   answers after duration D (e.g. 200ms)
 //	/exit?code=C exits with code C after answering
 //	/alloc?mb=N  allocates and touches N MiB, then answers (to provoke an OOM kill)
+//	/status?code=C  answers with status C
+//	/log?msg=M   prints M on stdout, then answers
 //
 // HELLO_FAIL_START=msg makes it print msg to stderr and exit 1 before listening,
 // so tests can model an image that crash-loops. HELLO_START_DELAY=D waits D
@@ -104,6 +106,17 @@ func main() {
 			hoard = append(hoard, b)
 		}
 		fmt.Fprintf(w, "holding %d MiB\n", len(hoard))
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil || code < 200 || code > 599 {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.URL.Query().Get("msg"))
+		fmt.Fprint(w, "logged")
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
