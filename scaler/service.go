@@ -497,17 +497,26 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	defer cancel()
 	id, err := s.sc.rt.Create(ctx, s.sc.spec(inst, cfg, lim))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
 		s.log.Warn("cannot prepare standby container", zap.String("service", cfg.Name), zap.Error(err))
 		s.removeLocked(inst)
+		s.mu.Unlock()
 		return
 	}
-	inst.id = id // shutdown, if it comes, finds and removes it
-	if inst.state != stStandby && !s.closed {
-		// It was told to stop while being created.
-		s.spawn(func() { s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id) })
+	stopped := inst.state != stStandby
+	if stopped {
+		// It was told to stop while being created; its stop finds no id
+		// and leaves the container to us, also during shutdown, which no
+		// longer lists it. This runs as an op, so shutdown waits for it.
 		s.removeLocked(inst)
+	} else {
+		inst.id = id // shutdown, if it comes, finds and removes it
+	}
+	s.mu.Unlock()
+	if stopped {
+		if err := s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id); err != nil {
+			s.log.Warn("cannot remove container", zap.String("container", inst.name), zap.Error(err))
+		}
 	}
 }
 
@@ -619,12 +628,15 @@ func (s *Service) runResume(inst *instance) {
 func (s *Service) runStop(inst *instance, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.sc.ctx), grace+30*time.Second)
 	defer cancel()
-	if inst.id != "" {
+	s.mu.Lock()
+	id := inst.id // "": a standby still being created, which removes itself
+	s.mu.Unlock()
+	if id != "" {
 		// A frozen process cannot take SIGTERM; removal kills it outright.
-		if err := s.sc.rt.Stop(ctx, inst.id, grace); err != nil {
+		if err := s.sc.rt.Stop(ctx, id, grace); err != nil {
 			s.log.Debug("stop failed, removing anyway", zap.String("container", inst.name), zap.Error(err))
 		}
-		if err := s.sc.rt.Remove(ctx, inst.id); err != nil {
+		if err := s.sc.rt.Remove(ctx, id); err != nil {
 			s.log.Warn("cannot remove container", zap.String("container", inst.name), zap.Error(err))
 		}
 	}
