@@ -69,15 +69,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	if h.Service != "" {
-		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git); err != nil {
+		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git, h.Cron); err != nil {
 			return err
 		}
 	}
-	h.rp = &reverseproxy.Handler{
-		Upstreams:        reverseproxy.UpstreamPool{{Dial: "{" + upstreamPlaceholder + "}"}},
-		StreamCloseDelay: h.StreamCloseDelay,
-	}
+	h.rp = newProxy(h.StreamCloseDelay)
 	return h.rp.Provision(ctx)
+}
+
+// newProxy is the reverse proxy that serve hands requests to: it dials
+// the instance the scaler picked, through upstreamPlaceholder.
+func newProxy(streamCloseDelay caddy.Duration) *reverseproxy.Handler {
+	return &reverseproxy.Handler{
+		Upstreams:        reverseproxy.UpstreamPool{{Dial: "{" + upstreamPlaceholder + "}"}},
+		StreamCloseDelay: streamCloseDelay,
+	}
 }
 
 // Validate rejects a config that would fail at the first request.
@@ -131,6 +137,13 @@ func (h *Handler) serviceForHost(host string) string {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Only podcell's own scheduled calls carry these, so that a service
+	// can trust them: an outside caller must not pose as the scheduler.
+	for k := range r.Header {
+		if len(k) >= len(cronHeaderPrefix) && strings.EqualFold(k[:len(cronHeaderPrefix)], cronHeaderPrefix) {
+			delete(r.Header, k)
+		}
+	}
 	ref := h.ref
 	if ref == nil {
 		name := h.serviceForHost(r.Host)
@@ -141,6 +154,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
 		}
 	}
+	return serve(w, r, ref, h.rp, next)
+}
+
+// cronHeaderPrefix starts the names of the headers of a scheduled call.
+const cronHeaderPrefix = "Podcell-Cron"
+
+// serve is a service's request path, for user traffic and scheduled calls
+// alike: it takes an instance from the scaler (starting or resuming one,
+// queueing meanwhile) and proxies the request to it with rp. r's context
+// must carry a caddy.Replacer.
+func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
 		return serveWebhook(w, r, ref)
 	}
@@ -162,7 +186,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	lease, err := svc.Acquire(r.Context())
 	if err != nil {
-		return h.acquireError(w, svc, err)
+		return acquireError(w, svc, err)
 	}
 	defer lease.Release()
 
@@ -171,13 +195,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if lease.Wake != scaler.WakeNone {
 		w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
 	}
-	return h.rp.ServeHTTP(w, r, next)
+	return rp.ServeHTTP(w, r, next)
 }
 
 // acquireError maps a scaler error to the answer a client should see:
 // 503 with Retry-After when the service is saturated, 502 when its
 // instances cannot start. Details go to the log, not to the client.
-func (h *Handler) acquireError(w http.ResponseWriter, svc *scaler.Service, err error) error {
+func acquireError(w http.ResponseWriter, svc *scaler.Service, err error) error {
 	var se *scaler.StartError
 	switch {
 	case errors.Is(err, scaler.ErrQueueFull):
