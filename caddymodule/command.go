@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,7 +42,7 @@ func podcellCommands(cmd *cobra.Command) {
 		}
 		resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
 		if err != nil {
-			return nil, err
+			return nil, adminError(err)
 		}
 		if resp.StatusCode >= 300 {
 			defer resp.Body.Close()
@@ -370,6 +371,24 @@ func cronCommand(request func(method, uri string, body io.Reader) (*http.Respons
 	}
 	c.AddCommand(list, runs, run)
 	return c
+}
+
+// adminError unwraps the message of an error answer, which Caddy's client
+// reports as "caddy responded with error: HTTP <code>: <body>": the
+// admin API's JSON body says what went wrong and how to fix it.
+func adminError(err error) error {
+	_, rest, ok := strings.Cut(err.Error(), "responded with error: HTTP ")
+	if !ok {
+		return err
+	}
+	_, body, _ := strings.Cut(rest, ": ")
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		return err
+	}
+	return errors.New(e.Error)
 }
 
 func shortImage(s string) string {
