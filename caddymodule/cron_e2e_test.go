@@ -170,7 +170,8 @@ http://{http} {
 			t.Fatalf("call %d: Podcell-Cron-Scheduled %q: %v", i, h.Get("Podcell-Cron-Scheduled"), err)
 		}
 		if r.Method != "POST" || r.Body != "ping" || h.Get("Podcell-Cron") != "tick" || h.Get("Podcell-Cron-Attempt") != "1" ||
-			h.Get("Podcell-Cron-Secret") != secret || h.Get("User-Agent") != "podcell-cron" || h.Get("X-Test") != "yes" {
+			h.Get("Podcell-Cron-Secret") != secret || h.Get("User-Agent") != "podcell-cron" || h.Get("X-Test") != "yes" ||
+			h.Get("X-Forwarded-For") != "127.0.0.1" {
 			t.Errorf("call %d: %s %q with headers %v", i, r.Method, r.Body, h)
 		}
 		if seen[h.Get("Podcell-Cron-Scheduled")] {
