@@ -131,9 +131,10 @@ func (a *App) openScheduler() error {
 				return secret
 			},
 			Store: cronStore{st},
+			// The running config's hub: the scheduler outlives this app.
 			OnRun: func(r cron.Run) {
-				if a := current.Load(); a != nil {
-					a.hub.Metrics.CronRun(r.Service, r.Job, string(r.Status))
+				if cur := current.Load(); cur != nil {
+					cur.hub.Metrics.CronRun(r.Service, r.Job, string(r.Status))
 				}
 			},
 			Logger:      log,
