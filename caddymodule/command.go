@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podcell/podcell/caddymodule/cron"
+	"github.com/podcell/podcell/caddymodule/observe"
 )
 
 func init() {
@@ -180,6 +181,40 @@ func podcellCommands(cmd *cobra.Command) {
 	cmd.AddCommand(buildLog)
 	cmd.AddCommand(envCommand(request, getJSON))
 	cmd.AddCommand(cronCommand(request, getJSON))
+	var followLogs bool
+	var tailLogs int
+	logs := &cobra.Command{
+		Use:   "logs <service>",
+		Short: "Print the service's recent output (-f: keep following it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			uri := fmt.Sprintf("/podcell/services/%s/logs?tail=%d", args[0], tailLogs)
+			if followLogs {
+				uri += "&follow=1"
+			}
+			resp, err := request(http.MethodGet, uri, nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			dec := json.NewDecoder(resp.Body)
+			for {
+				var l observe.Line
+				if err := dec.Decode(&l); err == io.EOF {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				if l.Dropped > 0 {
+					fmt.Printf("[%d lines dropped: this reader was too slow]\n", l.Dropped)
+				}
+				fmt.Printf("%s %s %s %s\n", l.Time.Format(time.RFC3339Nano), l.Instance, l.Stream, l.Text)
+			}
+		},
+	}
+	logs.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new lines until interrupted")
+	logs.Flags().IntVarP(&tailLogs, "tail", "n", 100, "how many recent lines to print first")
+	cmd.AddCommand(logs)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "revisions <service>",
 		Short: "List the service's revisions, newest first",

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -148,13 +150,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if ref == nil {
 		name := h.serviceForHost(r.Host)
 		if ref = h.app.route(name); ref == nil {
+			// Not counted: there is no service to count it under.
 			if name == "" {
 				return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
 			}
 			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
 		}
 	}
-	return serve(w, r, ref, h.rp, next)
+	return serve(w, r, ref, h.rp, next, h.app.hub)
 }
 
 // cronHeaderPrefix starts the names of the headers of a scheduled call.
@@ -162,9 +165,56 @@ const cronHeaderPrefix = "Podcell-Cron"
 
 // serve is a service's request path, for user traffic and scheduled calls
 // alike: it takes an instance from the scaler (starting or resuming one,
-// queueing meanwhile) and proxies the request to it with rp. r's context
-// must carry a caddy.Replacer.
-func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
+// queueing meanwhile), proxies the request to it with rp, and counts the
+// answer in hub. r's context must carry a caddy.Replacer.
+func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler, hub *observe.Hub) error {
+	start := time.Now()
+	sw := statusWriters.Get().(*statusWriter)
+	sw.ResponseWriter, sw.status = w, 0
+	err := proxy(sw, r, ref, rp, next)
+	code := sw.status
+	sw.ResponseWriter = nil
+	statusWriters.Put(sw)
+	detail := ""
+	if err != nil {
+		code = http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			code = he.StatusCode
+		}
+		detail = err.Error()
+	} else if code == 0 {
+		code = http.StatusOK
+	}
+	hub.RequestDone(ref.cfg.Name, code, time.Since(start), detail)
+	return err
+}
+
+// statusWriter remembers the status of the response; pooled, so that the
+// request path allocates nothing for it.
+type statusWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// proxy takes an instance of ref's service and proxies the request to it.
+func proxy(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
 		return serveWebhook(w, r, ref)
 	}

@@ -460,7 +460,7 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 		if svc != nil && svc.adopt(ctx, c) {
 			continue
 		}
-		if svc != nil && svc.known(c.ID) {
+		if svc != nil && svc.known(c) {
 			continue
 		}
 		s.log.Info("removing leftover container", zap.String("container", c.Name), zap.String("state", c.State))
@@ -472,10 +472,25 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (svc *Service) known(id string) bool {
+// known says whether c is one of svc's instances. By name too: a container
+// whose create call has not returned yet has no id on our side, but it is
+// already in Podman's list, and removing it would break that instance.
+func (svc *Service) known(c ContainerInfo) bool {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
-	return svc.find(id) != nil
+	return svc.knownLocked(c)
+}
+
+func (svc *Service) knownLocked(c ContainerInfo) bool {
+	if svc.find(c.ID) != nil {
+		return true
+	}
+	for _, inst := range svc.instances {
+		if inst.name != "" && inst.name == c.Name {
+			return true
+		}
+	}
+	return false
 }
 
 // adopt takes over a container from an earlier run if it runs the current
@@ -483,7 +498,7 @@ func (svc *Service) known(id string) bool {
 func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 	svc.mu.Lock()
 	rev, cfg := svc.rev, svc.cfg
-	if svc.find(c.ID) != nil || c.Labels[LabelRevision] != rev || svc.closed {
+	if svc.knownLocked(c) || c.Labels[LabelRevision] != rev || svc.closed {
 		svc.mu.Unlock()
 		return false
 	}

@@ -78,23 +78,19 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 		for _, l := range recent {
 			enc.Encode(l)
 		}
-		flusher, _ := w.(http.Flusher)
-		// Send the headers now, so the client knows it follows even before
-		// the service prints anything.
-		if flusher != nil {
-			flusher.Flush()
-		}
+		// Caddy's admin server wraps the writer: the controller finds the
+		// flusher beneath. Send the headers now, so the client knows it
+		// follows even before the service prints anything.
+		rc := http.NewResponseController(w)
+		rc.Flush()
 		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
 					return
 				}
-				if enc.Encode(l) != nil {
+				if enc.Encode(l) != nil || rc.Flush() != nil {
 					return
-				}
-				if flusher != nil {
-					flusher.Flush()
 				}
 			case <-r.Context().Done():
 				return

@@ -17,6 +17,8 @@
 //	             and body under K, waits D, then answers 500 to the first N
 //	             requests of K and 200 to the rest
 //	/records?key=K  the requests recorded under K, oldest first, as JSON
+//	/status?code=C  answers with status C
+//	/log?msg=M   prints M on stdout, then answers
 //
 // HELLO_FAIL_START=msg makes it print msg to stderr and exit 1 before listening,
 // so tests can model an image that crash-loops. HELLO_START_DELAY=D waits D
@@ -138,6 +140,17 @@ func main() {
 		defer recMu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(append([]record{}, records[r.URL.Query().Get("key")]...))
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil || code < 200 || code > 599 {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.URL.Query().Get("msg"))
+		fmt.Fprint(w, "logged")
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))

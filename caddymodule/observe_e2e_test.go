@@ -1,0 +1,157 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// metric reads one sample from the Prometheus text of /podcell/metrics;
+// -1 if the series is absent.
+func (c *caddyProc) metric(series string) float64 {
+	c.t.Helper()
+	code, body := c.adminDo("GET", "/podcell/metrics", "")
+	if code != 200 {
+		c.t.Fatalf("GET /podcell/metrics: %d %s", code, body)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				c.t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// TestMetricsLogsAndEventsAfterRealTraffic drives known traffic into a
+// service and reads it back from the metrics, the log stream (admin API
+// and CLI) and the error events.
+func TestMetricsLogsAndEventsAfterRealTraffic(t *testing.T) {
+	c := startCaddy(t, `
+http://{http} {
+	podcell obs {
+		image {image}
+		pause_after off
+	}
+}`)
+	const ok, failed = 12, 3
+	for i := 0; i < ok; i++ {
+		if r := c.get("/"); r.code != 200 {
+			t.Fatalf("request %d: %d %v", i, r.code, r.err)
+		}
+	}
+	for i := 0; i < failed; i++ {
+		if r := c.get("/status?code=503"); r.code != 503 {
+			t.Fatalf("status request: %d %v", r.code, r.err)
+		}
+	}
+	checks := []struct {
+		series string
+		want   float64
+	}{
+		{`podcell_requests_total{service="obs",code_class="2xx"}`, ok},
+		{`podcell_requests_total{service="obs",code_class="5xx"}`, failed},
+		{`podcell_cold_starts_total{service="obs"}`, 1},
+		{`podcell_cold_start_duration_seconds_count{service="obs"}`, 1},
+		{`podcell_request_duration_seconds_count{service="obs"}`, ok + failed},
+		{`podcell_instances{service="obs",state="ready"}`, 1},
+	}
+	for _, ch := range checks {
+		if got := c.metric(ch.series); got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.series, got, ch.want)
+		}
+	}
+	// No per-request label may appear: every podcell series is labelled by
+	// a fixed set of names.
+	_, body := c.adminDo("GET", "/podcell/metrics", "")
+	labelRE := regexp.MustCompile(`([a-z_]+)="`)
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "podcell_") {
+			continue
+		}
+		for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
+			switch m[1] {
+			case "service", "code_class", "state", "direction", "result", "job", "status", "reason", "le", "vmrange":
+			default:
+				t.Errorf("unexpected label %q in %s", m[1], line)
+			}
+		}
+	}
+
+	// Events: the 503 answers are recorded with the service.
+	var events []struct {
+		Kind   string `json:"kind"`
+		Status int    `json:"status"`
+	}
+	c.adminJSON("GET", "/podcell/events?service=obs", &events)
+	n5xx := 0
+	for _, e := range events {
+		if e.Kind == "http_5xx" && e.Status == 503 {
+			n5xx++
+		}
+	}
+	if n5xx != failed {
+		t.Errorf("%d http_5xx events with status 503, want %d: %+v", n5xx, failed, events)
+	}
+
+	// Logs: follow the stream, make the app print, and see the line arrive.
+	resp, err := http.Get("http://" + c.admin + "/podcell/services/obs/logs?tail=10&follow=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+	sent := time.Now()
+	if r := c.get("/log?msg=" + marker); r.code != 200 {
+		t.Fatalf("/log: %d", r.code)
+	}
+	timeout := time.After(15 * time.Second)
+	for found := false; !found; {
+		select {
+		case l, open := <-lines:
+			if !open {
+				t.Fatal("the log stream ended")
+			}
+			var line struct {
+				Instance, Stream, Text string
+				Time                   time.Time
+			}
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			if line.Text == marker {
+				found = true
+				if line.Stream != "stdout" || line.Instance == "" || line.Time.IsZero() {
+					t.Errorf("log line without its context: %+v", line)
+				}
+				t.Logf("followed log line arrived %s after the request", time.Since(sent).Round(time.Millisecond))
+			}
+		case <-timeout:
+			t.Fatalf("the followed log stream did not show %q within 15s", marker)
+		}
+	}
+
+	// The CLI prints the same lines.
+	out, err := exec.Command(caddyBin, "podcell", "logs", "obs", "--address", c.admin, "--tail", "50").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), marker) || !strings.Contains(string(out), "hello listening") {
+		t.Errorf("caddy podcell logs: %v\n%s", err, out)
+	}
+}
