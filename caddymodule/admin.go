@@ -169,8 +169,10 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 		return serviceLogs(w, r)
 	case "deploy", "builds":
 		return deployRoutes(w, r, name, action)
+	case "cron":
+		return cronRoutes(w, r, name, sub)
 	}
-	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use env, revisions, rollback, logs, deploy or builds", action))
+	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use env, revisions, rollback, logs, deploy, builds or cron", action))
 }
 
 func apiError(code int, msg string) error {

@@ -58,6 +58,9 @@ func checkEnvName(k string) error {
 	if k == "PORT" {
 		return apiError(http.StatusBadRequest, "env PORT is set by podcell from the service's port setting: change port instead")
 	}
+	if k == CronSecretEnv {
+		return apiError(http.StatusBadRequest, "env "+CronSecretEnv+" is set by podcell to the service's cron secret and cannot be changed")
+	}
 	return nil
 }
 

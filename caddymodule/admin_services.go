@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/caddymodule/store"
 )
@@ -82,9 +83,10 @@ func putService(w http.ResponseWriter, r *http.Request, name string) error {
 	if old != nil && old.api == nil {
 		return apiError(http.StatusConflict, fmt.Sprintf("service %s is declared in the config (Caddyfile): change it there; the API can set its env vars", name))
 	}
-	// The spec's env vars join the store's, where the env API manages them.
-	env := spec.Env
-	spec.Env = nil
+	// The spec's env vars and cron jobs join the store's, where the env and
+	// cron APIs manage them.
+	env, jobs := spec.Env, spec.Cron
+	spec.Env, spec.Cron = nil, nil
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return err
@@ -101,8 +103,17 @@ func putService(w http.ResponseWriter, r *http.Request, name string) error {
 	}); err != nil {
 		return storeError(err)
 	}
+	for _, c := range jobs {
+		c.Name = c.job(name).Name
+		if err := a.st.PutCronJob(name, c.Name, c); err != nil {
+			return storeError(err)
+		}
+	}
 	if err := a.replaceAPIServiceLocked(name, spec, old, "api"); err != nil {
 		return apiError(http.StatusInternalServerError, fmt.Sprintf("service %s was stored but cannot run: %v", name, err))
+	}
+	if err := a.syncCronLocked(); err != nil {
+		return apiError(http.StatusInternalServerError, fmt.Sprintf("service %s runs but its cron jobs are not scheduled: %v", name, err))
 	}
 	code := http.StatusOK
 	if old == nil {
@@ -152,6 +163,9 @@ func deleteService(w http.ResponseWriter, name string) error {
 	}
 	delete(a.services, name)
 	a.publishRoutesLocked()
+	if err := a.syncCronLocked(); err != nil {
+		a.log.Error("cannot unschedule the cron jobs of a deleted service", zap.String("service", name), zap.Error(err))
+	}
 	// The last hold on the pooled service removes its instances.
 	services.Delete(ref.key)
 	if ref.src != nil {

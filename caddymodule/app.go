@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
@@ -69,6 +71,8 @@ type App struct {
 	stKey    string
 	routes   *atomic.Pointer[map[string]*serviceRef] // services by name, for host mode
 	hub      *observe.Hub                            // the scaler's: metrics, logs and error events
+	cron     *cron.Scheduler                         // the store's, shared with the configs before and after
+	rp       *reverseproxy.Handler                   // serves the scheduled calls
 }
 
 // serviceRef ties a handler to its service. The service is applied to the
@@ -76,6 +80,7 @@ type App struct {
 // config that fails to load never changes running services.
 type serviceRef struct {
 	cfg   scaler.ServiceConfig // as declared, without the store's env vars
+	cron  []CronJob            // as declared, without the jobs the admin API stored
 	api   *ServiceSpec         // declared through the admin API (nil: by a handler)
 	src   *gitSource           // nil: cfg.Image runs as it is
 	dep   *deployer            // with src
@@ -207,25 +212,36 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.builder, err = builder.New(pm, builder.Options{BaseImages: a.RuntimeImages, MaxClones: a.BuildConcurrency}); err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
+	if err := a.openScheduler(); err != nil {
+		return fmt.Errorf("podcell: cron: %w", err)
+	}
+	rp := newProxy(0)
+	if err := rp.Provision(ctx); err != nil {
+		return fmt.Errorf("podcell: %w", err)
+	}
+	a.rp = rp
 	return nil
 }
 
 // declare registers a handler's service with this config. Two handlers
 // may share a service only with identical settings.
-func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource) (*serviceRef, error) {
+func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource, jobs []CronJob) (*serviceRef, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.declareLocked(cfg, src, nil)
+	return a.declareLocked(cfg, src, jobs, nil)
 }
 
-func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, api *ServiceSpec) (*serviceRef, error) {
+func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, jobs []CronJob, api *ServiceSpec) (*serviceRef, error) {
+	if len(jobs) == 0 {
+		jobs = nil // "cron": [] declares what no cron line does
+	}
 	if ref := a.services[cfg.Name]; ref != nil {
-		if !sameConfig(ref.cfg, cfg) || !sameSource(ref.src, src) {
+		if !sameConfig(ref.cfg, cfg) || !sameSource(ref.src, src) || !reflect.DeepEqual(ref.cron, jobs) {
 			return nil, fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", cfg.Name)
 		}
 		return ref, nil
 	}
-	ref := &serviceRef{cfg: cfg, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
+	ref := &serviceRef{cfg: cfg, cron: jobs, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
 	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
 	}); err != nil {
@@ -251,8 +267,9 @@ func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, api *Servi
 func sameConfig(a, b scaler.ServiceConfig) bool { return reflect.DeepEqual(a, b) }
 
 // Start applies the declared services (rolling over those whose revision
-// changed), adds the services declared through the admin API, and then
-// removes containers that no service claims.
+// changed), adds the services declared through the admin API, removes
+// containers that no service claims, and then schedules the services'
+// cron jobs.
 func (a *App) Start() error {
 	defer a.lockChanges()()
 	for name, ref := range a.services {
@@ -270,6 +287,11 @@ func (a *App) Start() error {
 		a.log.Warn("could not clean up leftover containers", zap.Error(err))
 	}
 	current.Store(a)
+	// Last: a config that fails to start leaves the jobs of the one
+	// running. Jobs this config keeps unchanged carry on as they were.
+	if err := a.syncCronLocked(); err != nil {
+		return fmt.Errorf("podcell: cron: %w", err)
+	}
 	h := a.sc.Host()
 	a.log.Info("podcell started", zap.String("podman", a.Podman), zap.String("podman_version", h.Version),
 		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)),
@@ -288,6 +310,15 @@ func (a *App) Cleanup() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	current.CompareAndSwap(a, nil)
+	var err error
+	// Before the store and the scaler: the last config to go stops the
+	// scheduler, whose runs in progress still use them.
+	if a.cron != nil {
+		_, err = schedulers.Delete(a.stKey)
+	}
+	if a.rp != nil {
+		err = errors.Join(err, a.rp.Cleanup())
+	}
 	if n, _ := scalers.References(a.key); n <= 1 {
 		a.closing.Store(true)
 	}
@@ -297,7 +328,8 @@ func (a *App) Cleanup() error {
 			deployers.Delete(ref.key)
 		}
 	}
-	_, err := scalers.Delete(a.key)
+	_, serr := scalers.Delete(a.key)
+	err = errors.Join(err, serr)
 	if a.st != nil {
 		if _, serr := stores.Delete(a.stKey); serr != nil {
 			err = errors.Join(err, serr)

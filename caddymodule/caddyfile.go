@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -136,6 +138,14 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    drain_timeout <duration>
 //	    stop_grace <duration>
 //	    stream_close_delay <duration>
+//	    cron "<expr>" <METHOD> <path> [body] {   # any number of them
+//	        name <name>
+//	        tz <zone>
+//	        timeout <duration>
+//	        retries <n>
+//	        overlap skip|allow|replace
+//	        header <name> <value>
+//	    }
 //	}
 //
 // or, in host mode, serving every service (also those declared through the
@@ -295,6 +305,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durArg(&h.StopGrace)
 		case "stream_close_delay":
 			err = durArg(&h.StreamCloseDelay)
+		case "cron":
+			if h.Service == "" {
+				return d.Errf("cron belongs in the block of a named service (podcell <name> { cron ... }), not in host mode")
+			}
+			var job CronJob
+			if job, err = parseCron(d, h.Service); err == nil {
+				h.Cron = append(h.Cron, job)
+			}
 		case "hosts":
 			h.Hosts = append(h.Hosts, d.RemainingArgs()...)
 			if len(h.Hosts) == 0 {
@@ -322,6 +340,66 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("%v", err)
 	}
 	return nil
+}
+
+// parseCron reads a cron line of service and its block of options.
+func parseCron(d *caddyfile.Dispenser, service string) (CronJob, error) {
+	args := d.RemainingArgs()
+	if len(args) < 3 || len(args) > 4 {
+		return CronJob{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
+	}
+	// Methods are upper case, as Caddy's method matcher takes them.
+	c := CronJob{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
+	if len(args) == 4 {
+		c.Body = args[3]
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if opt != "header" && !d.AllArgs(&v) {
+			return c, d.Errf("cron option %s takes one argument", opt)
+		}
+		switch opt {
+		case "name":
+			c.Name = v
+		case "tz":
+			c.TimeZone = v
+		case "timeout":
+			t, err := caddy.ParseDuration(v)
+			if err != nil || t <= 0 {
+				return c, d.Errf("cron timeout %q: want a positive duration such as 30s or 5m", v)
+			}
+			c.Timeout = caddy.Duration(t)
+		case "retries":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return c, d.Errf("cron retries %q: want a whole number from 0 to %d", v, cron.MaxRetries)
+			}
+			c.Retries = n
+		case "overlap":
+			o, err := cron.ParseOverlap(v)
+			if err != nil {
+				return c, d.Errf("cron %v", err)
+			}
+			c.Overlap = o
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return c, d.Errf("cron header takes a name and a value: header Content-Type application/json")
+			}
+			if c.Header == nil {
+				c.Header = http.Header{}
+			}
+			c.Header.Add(args[0], args[1])
+		default:
+			return c, d.Errf("unknown cron option %q: known ones are name, tz, timeout, retries, overlap and header", opt)
+		}
+	}
+	// Here, while the error can still point at the job's lines.
+	if err := c.job(service).Validate(); err != nil {
+		return c, d.Errf("%v", err)
+	}
+	return c, nil
 }
 
 func (h *Handler) git() *gitSource {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/observe"
 )
 
@@ -41,7 +43,7 @@ func podcellCommands(cmd *cobra.Command) {
 		}
 		resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
 		if err != nil {
-			return nil, err
+			return nil, adminError(err)
 		}
 		if resp.StatusCode >= 300 {
 			defer resp.Body.Close()
@@ -178,6 +180,7 @@ func podcellCommands(cmd *cobra.Command) {
 	buildLog.Flags().BoolVarP(&followLog, "follow", "f", false, "keep printing lines until the build ends")
 	cmd.AddCommand(buildLog)
 	cmd.AddCommand(envCommand(request, getJSON))
+	cmd.AddCommand(cronCommand(request, getJSON))
 	var followLogs bool
 	var tailLogs int
 	logs := &cobra.Command{
@@ -334,6 +337,93 @@ func envCommand(request func(method, uri string, body io.Reader) (*http.Response
 	}
 	env.AddCommand(list, set, unset)
 	return env
+}
+
+// cronCommand is 'caddy podcell cron list|runs|run'.
+func cronCommand(request func(method, uri string, body io.Reader) (*http.Response, error), getJSON func(string, any) error) *cobra.Command {
+	c := &cobra.Command{Use: "cron", Short: "List a service's cron jobs and their runs, run a job now"}
+	when := func(t *time.Time) string {
+		if t == nil || t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format(time.RFC3339)
+	}
+	list := &cobra.Command{
+		Use:   "list <service>",
+		Short: "List the service's cron jobs with their next fire time and last run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var jobs []CronJobStatus
+			if err := getJSON("/podcell/services/"+args[0]+"/cron", &jobs); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tSOURCE\tSCHEDULE\tTZ\tREQUEST\tNEXT\tLAST RUN\tLAST STATUS")
+			for _, j := range jobs {
+				last, status := "-", "-"
+				if j.LastRun != nil {
+					last, status = when(&j.LastRun.Scheduled), string(j.LastRun.Status)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s\n", j.Name, j.Source, j.Schedule, j.TimeZone, j.Method, j.Path, when(j.Next), last, status)
+			}
+			return tw.Flush()
+		},
+	}
+	runs := &cobra.Command{
+		Use:   "runs <service> <job>",
+		Short: "List the job's recent runs, newest first",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var list []cron.Run
+			if err := getJSON("/podcell/services/"+args[0]+"/cron/"+args[1]+"/runs", &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SCHEDULED\tSTATUS\tCODE\tATTEMPTS\tSECONDS\tMANUAL\tERROR")
+			for _, r := range list {
+				manual := ""
+				if r.Manual {
+					manual = "yes"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%s\t%s\n", when(&r.Scheduled), r.Status, r.StatusCode, r.Attempts, r.Duration.Seconds(), manual, firstLine(r.Error))
+			}
+			return tw.Flush()
+		},
+	}
+	run := &cobra.Command{
+		Use:   "run <service> <job>",
+		Short: "Run the job now (see its result with 'cron runs')",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			resp, err := request(http.MethodPost, "/podcell/services/"+args[0]+"/cron/"+args[1]+"/run", nil)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			fmt.Fprintf(os.Stderr, "%s: job %s started; 'caddy podcell cron runs %s %s' shows how it ends\n", args[0], args[1], args[0], args[1])
+			return nil
+		},
+	}
+	c.AddCommand(list, runs, run)
+	return c
+}
+
+// adminError unwraps the message of an error answer, which Caddy's client
+// reports as "caddy responded with error: HTTP <code>: <body>": the
+// admin API's JSON body says what went wrong and how to fix it.
+func adminError(err error) error {
+	_, rest, ok := strings.Cut(err.Error(), "responded with error: HTTP ")
+	if !ok {
+		return err
+	}
+	_, body, _ := strings.Cut(rest, ": ")
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		return err
+	}
+	return errors.New(e.Error)
 }
 
 func shortImage(s string) string {

@@ -550,6 +550,11 @@ func TestValidateCatchesBadConfig(t *testing.T) {
 		{"no image", "podcell a {\n\tport 8080\n}", []string{"image or git is required"}},
 		{"bad name", "podcell Hello_World {\n\timage x\n}", []string{"Hello_World", "is invalid: use 1-40 lowercase letters"}},
 		{"min over max", "podcell a {\n\timage x\n\tmin_instances 3\n\tmax_instances 2\n}", []string{"min_instances 3 exceeds max_instances 2"}},
+		{"cron expression", "podcell a {\n\timage x\n\tcron \"61 * * * *\" GET /x {\n\t\tname nightly\n\t}\n}", []string{`cron job \"nightly\" of service a: schedule \"61 * * * *\"`, "end of range (61) above maximum (59)"}},
+		{"cron method", "podcell a {\n\timage x\n\tcron @daily FETCH /x {\n\t\tname daily\n\t}\n}", []string{`cron job \"daily\" of service a: method \"FETCH\" is not supported`}},
+		{"cron time zone", "podcell a {\n\timage x\n\tcron @daily GET /x {\n\t\tname daily\n\t\ttz Mars/Olympus\n\t}\n}", []string{`cron job \"daily\" of service a: tz \"Mars/Olympus\" is not a known time zone`}},
+		{"cron unnamed", "podcell a {\n\timage x\n\tcron \"* * *\" GET /tasks/poll\n}", []string{`cron job \"tasks-poll-`, "expected exactly 5 fields", "Caddyfile:7"}},
+		{"cron secret env", "podcell a {\n\timage x\n\tenv PODCELL_CRON_SECRET x\n}", []string{"PODCELL_CRON_SECRET is set by podcell"}},
 	}
 	dir := t.TempDir()
 	for _, tc := range cases {
@@ -567,6 +572,18 @@ func TestValidateCatchesBadConfig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("cron in JSON", func(t *testing.T) {
+		file := filepath.Join(dir, "caddy.json")
+		os.WriteFile(file, []byte(`{"admin": {"disabled": true}, "apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+			{"handler": "podcell", "service": "a", "image": "x", "cron": [{"name": "nightly", "schedule": "@daily", "method": "FETCH", "path": "/x"}]}]}]}}}}}`), 0o644)
+		out, err := exec.Command(caddyBin, "validate", "--config", file).CombinedOutput()
+		if err == nil {
+			t.Fatalf("caddy validate accepted it:\n%s", out)
+		}
+		if !strings.Contains(string(out), `provision http.handlers.podcell: cron job \"nightly\" of service a: method \"FETCH\" is not supported`) {
+			t.Fatalf("caddy validate said:\n%s", tail(string(out), 5))
+		}
+	})
 	t.Run("unreachable podman", func(t *testing.T) {
 		file := filepath.Join(dir, "Caddyfile")
 		os.WriteFile(file, []byte("{\n\tadmin off\n\tpodcell {\n\t\tpodman unix:///nonexistent/podman.sock\n\t}\n}\n:0 {\n\tpodcell a {\n\t\timage x\n\t}\n}\n"), 0o644)

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -70,15 +71,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	if h.Service != "" {
-		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git); err != nil {
+		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git, h.Cron); err != nil {
 			return err
 		}
 	}
-	h.rp = &reverseproxy.Handler{
-		Upstreams:        reverseproxy.UpstreamPool{{Dial: "{" + upstreamPlaceholder + "}"}},
-		StreamCloseDelay: h.StreamCloseDelay,
-	}
+	h.rp = newProxy(h.StreamCloseDelay)
 	return h.rp.Provision(ctx)
+}
+
+// newProxy is the reverse proxy that serve hands requests to: it dials
+// the instance the scaler picked, through upstreamPlaceholder.
+func newProxy(streamCloseDelay caddy.Duration) *reverseproxy.Handler {
+	return &reverseproxy.Handler{
+		Upstreams:        reverseproxy.UpstreamPool{{Dial: "{" + upstreamPlaceholder + "}"}},
+		StreamCloseDelay: streamCloseDelay,
+	}
 }
 
 // Validate rejects a config that would fail at the first request.
@@ -132,16 +139,42 @@ func (h *Handler) serviceForHost(host string) string {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Only podcell's own scheduled calls carry these, so that a service
+	// can trust them: an outside caller must not pose as the scheduler.
+	for k := range r.Header {
+		if len(k) >= len(cronHeaderPrefix) && strings.EqualFold(k[:len(cronHeaderPrefix)], cronHeaderPrefix) {
+			delete(r.Header, k)
+		}
+	}
+	ref := h.ref
+	if ref == nil {
+		name := h.serviceForHost(r.Host)
+		if ref = h.app.route(name); ref == nil {
+			// Not counted: there is no service to count it under.
+			if name == "" {
+				return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
+			}
+			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
+		}
+	}
+	return serve(w, r, ref, h.rp, next, h.app.hub)
+}
+
+// cronHeaderPrefix starts the names of the headers of a scheduled call.
+const cronHeaderPrefix = "Podcell-Cron"
+
+// serve is a service's request path, for user traffic and scheduled calls
+// alike: it takes an instance from the scaler (starting or resuming one,
+// queueing meanwhile), proxies the request to it with rp, and counts the
+// answer in hub. r's context must carry a caddy.Replacer.
+func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler, hub *observe.Hub) error {
 	start := time.Now()
 	sw := statusWriters.Get().(*statusWriter)
 	sw.ResponseWriter, sw.status = w, 0
-	service, err := h.serve(sw, r, next)
+	err := proxy(sw, r, ref, rp, next)
 	code := sw.status
 	sw.ResponseWriter = nil
 	statusWriters.Put(sw)
-	if service == "" {
-		return err // no such service: nothing to count it under
-	}
 	detail := ""
 	if err != nil {
 		code = http.StatusInternalServerError
@@ -153,7 +186,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else if code == 0 {
 		code = http.StatusOK
 	}
-	h.app.hub.RequestDone(service, code, time.Since(start), detail)
+	hub.RequestDone(ref.cfg.Name, code, time.Since(start), detail)
 	return err
 }
 
@@ -180,21 +213,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// serve handles the request and says which service it was for ("" when
-// there is none by the request's host).
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (string, error) {
-	ref := h.ref
-	if ref == nil {
-		name := h.serviceForHost(r.Host)
-		if ref = h.app.route(name); ref == nil {
-			if name == "" {
-				return "", caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
-			}
-			return "", caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
-		}
-	}
+// proxy takes an instance of ref's service and proxies the request to it.
+func proxy(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
-		return ref.cfg.Name, serveWebhook(w, r, ref)
+		return serveWebhook(w, r, ref)
 	}
 	svc := ref.svc.Load()
 	if svc == nil {
@@ -207,14 +229,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			svc = ref.svc.Load()
 		case <-t.C:
 			w.Header().Set("Retry-After", "10")
-			return ref.cfg.Name, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
 		case <-r.Context().Done():
-			return ref.cfg.Name, caddyhttp.Error(499, r.Context().Err())
+			return caddyhttp.Error(499, r.Context().Err())
 		}
 	}
 	lease, err := svc.Acquire(r.Context())
 	if err != nil {
-		return ref.cfg.Name, h.acquireError(w, svc, err)
+		return acquireError(w, svc, err)
 	}
 	defer lease.Release()
 
@@ -223,13 +245,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if lease.Wake != scaler.WakeNone {
 		w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
 	}
-	return ref.cfg.Name, h.rp.ServeHTTP(w, r, next)
+	return rp.ServeHTTP(w, r, next)
 }
 
 // acquireError maps a scaler error to the answer a client should see:
 // 503 with Retry-After when the service is saturated, 502 when its
 // instances cannot start. Details go to the log, not to the client.
-func (h *Handler) acquireError(w http.ResponseWriter, svc *scaler.Service, err error) error {
+func acquireError(w http.ResponseWriter, svc *scaler.Service, err error) error {
 	var se *scaler.StartError
 	switch {
 	case errors.Is(err, scaler.ErrQueueFull):

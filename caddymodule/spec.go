@@ -53,6 +53,9 @@ type ServiceSpec struct {
 	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
 	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
 	StopGrace caddy.Duration `json:"stop_grace,omitempty"`
+
+	// Cron are scheduled calls to the service (docs/cron.md).
+	Cron []CronJob `json:"cron,omitempty"`
 }
 
 // config turns the spec into a scaler config with defaults.
@@ -93,5 +96,11 @@ func (s ServiceSpec) validate(name string) error {
 		}
 		cfg.Image = "built-from-git" // checked by the builder instead
 	}
-	return cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if _, ok := s.Env[CronSecretEnv]; ok {
+		return fmt.Errorf("service %s: env %s is set by podcell to the service's cron secret: remove it from env", name, CronSecretEnv)
+	}
+	return validateCron(name, s.Cron)
 }

@@ -92,15 +92,21 @@ func effective(cfg scaler.ServiceConfig, stored map[string]string) scaler.Servic
 	return cfg
 }
 
-// applyRef makes the scaler run ref's effective config (a git service's
-// deployer builds first when its source changed). reason goes into the
-// revision history.
+// applyRef makes the scaler run ref's effective config, with the
+// service's cron secret (a git service's deployer builds first when its
+// source changed). reason goes into the revision history.
 func (a *App) applyRef(ref *serviceRef, reason string) error {
 	env, err := a.storedEnv(ref.cfg.Name)
 	if err != nil {
 		return err
 	}
-	cfg := effective(ref.cfg, env)
+	// Every service gets its secret, with jobs or not: a job added through
+	// the API later then needs no new revision.
+	secret, err := a.st.CronSecret(ref.cfg.Name)
+	if err != nil {
+		return err
+	}
+	cfg := withCronSecret(effective(ref.cfg, env), secret)
 	if ref.src != nil {
 		return a.startDeployer(ref, cfg, reason)
 	}
@@ -153,7 +159,7 @@ func (a *App) loadAPIServices() error {
 
 // addAPIServiceLocked declares and applies a service the admin API stored.
 func (a *App) addAPIServiceLocked(name string, spec ServiceSpec, reason string) error {
-	ref, err := a.declareLocked(spec.config(name), spec.Git, &spec)
+	ref, err := a.declareLocked(spec.config(name), spec.Git, spec.Cron, &spec)
 	if err != nil {
 		return err
 	}

@@ -36,16 +36,7 @@ func (s *Store) Service(name string) (Service, error) {
 
 // Services lists every stored service by name.
 func (s *Store) Services() ([]Service, error) {
-	var out []*Service
-	err := s.List("service/", func() any {
-		out = append(out, new(Service))
-		return out[len(out)-1]
-	})
-	res := make([]Service, len(out))
-	for i, p := range out {
-		res[i] = *p
-	}
-	return res, err
+	return listOf[Service](s, "service/")
 }
 
 // UpdateService changes one service atomically: fn gets the stored state
@@ -81,13 +72,15 @@ func (s *Store) UpdateService(name string, fn func(svc *Service) error) (Service
 }
 
 // DeleteService removes a service with its revisions and everything else
-// kept under its name (cron jobs and their runs).
+// kept under its name (cron jobs, their runs and the cron secret).
 func (s *Store) DeleteService(name string) error {
 	return s.update(func(txn *badger.Txn) error {
-		if err := txn.Delete([]byte(serviceKey(name))); err != nil {
-			return err
+		for _, k := range []string{serviceKey(name), cronSecretKey(name)} {
+			if err := txn.Delete([]byte(k)); err != nil {
+				return err
+			}
 		}
-		for _, p := range []string{revisionPrefix(name), "cron/" + name + "/", "cronrun/" + name + "/"} {
+		for _, p := range []string{revisionPrefix(name), cronJobPrefix(name), "cronrun/" + name + "/"} {
 			if err := deletePrefix(txn, p); err != nil {
 				return err
 			}
@@ -160,16 +153,7 @@ func (s *Store) AddRevision(service string, r Revision) (Revision, bool, error) 
 
 // Revisions lists a service's revisions, oldest first.
 func (s *Store) Revisions(service string) ([]Revision, error) {
-	var revs []*Revision
-	err := s.List(revisionPrefix(service), func() any {
-		revs = append(revs, new(Revision))
-		return revs[len(revs)-1]
-	})
-	out := make([]Revision, len(revs))
-	for i, r := range revs {
-		out[i] = *r
-	}
-	return out, err
+	return listOf[Revision](s, revisionPrefix(service))
 }
 
 // Revision reads one revision by its sequence number.

@@ -205,6 +205,20 @@ func (s *Store) List(prefix string, newItem func() any) error {
 	return s.db.View(func(txn *badger.Txn) error { return listJSON(txn, prefix, newItem) })
 }
 
+// listOf decodes every value under prefix as a T, in key order.
+func listOf[T any](s *Store, prefix string) ([]T, error) {
+	var items []*T
+	err := s.List(prefix, func() any {
+		items = append(items, new(T))
+		return items[len(items)-1]
+	})
+	out := make([]T, len(items))
+	for i, p := range items {
+		out[i] = *p
+	}
+	return out, err
+}
+
 // badgerLogger sends Badger's messages to Caddy's log; its info messages
 // (compactions, replays) are debug for us.
 type badgerLogger struct{ l *zap.SugaredLogger }

@@ -13,6 +13,10 @@
 //	/sleep?d=D   answers after duration D (e.g. 200ms)
 //	/exit?code=C exits with code C after answering
 //	/alloc?mb=N  allocates and touches N MiB, then answers (to provoke an OOM kill)
+//	/record?key=K&fail=N&sleep=D  records the request's time, method, headers
+//	             and body under K, waits D, then answers 500 to the first N
+//	             requests of K and 200 to the rest
+//	/records?key=K  the requests recorded under K, oldest first, as JSON
 //	/status?code=C  answers with status C
 //	/log?msg=M   prints M on stdout, then answers
 //
@@ -25,11 +29,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -107,6 +113,34 @@ func main() {
 		}
 		fmt.Fprintf(w, "holding %d MiB\n", len(hoard))
 	})
+	var recMu sync.Mutex
+	records := map[string][]record{}
+	mux.HandleFunc("/record", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		recMu.Lock()
+		key := q.Get("key")
+		records[key] = append(records[key], record{At: time.Now(), Method: r.Method, Header: r.Header, Body: string(body), Instance: host})
+		n := len(records[key])
+		recMu.Unlock()
+		d, _ := time.ParseDuration(q.Get("sleep"))
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		if fail, _ := strconv.Atoi(q.Get("fail")); n <= fail {
+			http.Error(w, fmt.Sprintf("failing request %d of %d", n, fail), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "recorded %d\n", n)
+	})
+	mux.HandleFunc("/records", func(w http.ResponseWriter, r *http.Request) {
+		recMu.Lock()
+		defer recMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(append([]record{}, records[r.URL.Query().Get("key")]...))
+	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))
 		if err != nil || code < 200 || code > 599 {
@@ -143,6 +177,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// record is one request /record saw.
+type record struct {
+	At       time.Time   `json:"at"`
+	Method   string      `json:"method"`
+	Header   http.Header `json:"header"`
+	Body     string      `json:"body"`
+	Instance string      `json:"instance"`
 }
 
 // readLimits reports what the kernel enforces on this process, for cgroup v1

@@ -26,6 +26,11 @@ import (
 // HelloImage is the tag of the image built from cmd/hello.
 const HelloImage = "localhost/podcell-hello:test"
 
+// helloRepo and the source hash make a second, per-source tag: tests of
+// other checkouts sharing this Podman rebuild HelloImage with their own
+// cmd/hello, and a container started mid-test must not get theirs.
+const helloRepo = "localhost/podcell-hello"
+
 // URI is the Podman API address tests use: $PODCELL_PODMAN_URI or the
 // rootful default.
 func URI() string {
@@ -52,18 +57,19 @@ func Podman(t testing.TB) *scaler.Podman {
 
 var (
 	buildOnce sync.Once
+	buildTag  string
 	buildErr  error
 )
 
 // Hello builds (once per process, and only when its source changed) the
-// hello image and returns its tag.
+// hello image and returns a tag that names this source's build.
 func Hello(t testing.TB, p *scaler.Podman) string {
 	t.Helper()
-	buildOnce.Do(func() { buildErr = BuildHello(context.Background(), p) })
+	buildOnce.Do(func() { buildTag, buildErr = buildHello(context.Background(), p) })
 	if buildErr != nil {
 		t.Fatalf("build hello image: %v", buildErr)
 	}
-	return HelloImage
+	return buildTag
 }
 
 // RepoRoot is the module's root directory, found from this file's path.
@@ -76,35 +82,46 @@ func RepoRoot() string {
 // of it through the Podman API. It skips the build if an image with the same
 // binary exists.
 func BuildHello(ctx context.Context, p *scaler.Podman) error {
+	_, err := buildHello(ctx, p)
+	return err
+}
+
+// buildHello is BuildHello; it also tags the image by its source hash and
+// returns that tag.
+func buildHello(ctx context.Context, p *scaler.Podman) (string, error) {
 	dir, err := os.MkdirTemp("", "podcell-hello-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "hello"), "./cmd/hello")
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/hello: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/hello: %v\n%s", err, out)
 	}
 	bin, err := os.ReadFile(filepath.Join(dir, "hello"))
 	if err != nil {
-		return err
+		return "", err
 	}
 	sum := sha256.Sum256(bin)
 	hash := hex.EncodeToString(sum[:8])
+	tag := helloRepo + ":test-" + hash
 	bctx := p.BindingsContext(ctx)
+	if _, err := images.GetImage(bctx, tag, nil); err == nil {
+		return tag, images.Tag(bctx, tag, "test", helloRepo, nil)
+	}
 	if img, err := images.GetImage(bctx, HelloImage, nil); err == nil && img.Labels["podcell.hello.hash"] == hash {
-		return nil
+		return tag, images.Tag(bctx, img.ID, "test-"+hash, helloRepo, nil)
 	}
 	containerfile := "FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT [\"/hello\"]\n"
 	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(containerfile), 0o644); err != nil {
-		return err
+		return "", err
 	}
 	var out bytes.Buffer
 	bctx, cancel := context.WithTimeout(bctx, 5*time.Minute)
 	defer cancel()
-	_, err = images.Build(bctx, []string{filepath.Join(dir, "Containerfile")}, types.BuildOptions{BuildOptions: define.BuildOptions{
+	report, err := images.Build(bctx, []string{filepath.Join(dir, "Containerfile")}, types.BuildOptions{BuildOptions: define.BuildOptions{
 		ContextDirectory: dir,
 		Output:           HelloImage,
 		Labels:           []string{"podcell.hello.hash=" + hash},
@@ -113,9 +130,10 @@ func BuildHello(ctx context.Context, p *scaler.Podman) error {
 		ReportWriter:     &out,
 	}})
 	if err != nil {
-		return fmt.Errorf("podman build: %v\n%s", err, out.String())
+		return "", fmt.Errorf("podman build: %v\n%s", err, out.String())
 	}
-	return nil
+	// By ID: HelloImage may already be another checkout's build again.
+	return tag, images.Tag(bctx, report.ID, "test-"+hash, helloRepo, nil)
 }
 
 // Eventually polls cond every 20 ms until it holds, failing the test with

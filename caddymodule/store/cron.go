@@ -1,0 +1,106 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Cron keys. The store keeps the values as JSON without knowing their
+// types, so it does not depend on the scheduler.
+//
+//	cron/<service>/<job>               a job added through the admin API
+//	cronrun/<service>/<job>/<time>     one run of a job, keys in time order
+//	cronsecret/<service>               the service's cron secret
+
+func cronJobPrefix(service string) string { return "cron/" + service + "/" }
+
+func cronRunPrefix(service, job string) string { return "cronrun/" + service + "/" + job + "/" }
+
+func cronSecretKey(service string) string { return "cronsecret/" + service }
+
+// PutCronJob stores a job added through the admin API.
+func (s *Store) PutCronJob(service, job string, v any) error {
+	return s.Put(cronJobPrefix(service)+job, v)
+}
+
+// CronJobs decodes every job of service added through the admin API as a
+// T, by name. (A function, not a method: methods cannot take types.)
+func CronJobs[T any](s *Store, service string) ([]T, error) {
+	return listOf[T](s, cronJobPrefix(service))
+}
+
+// DeleteCronJob removes a job and its runs, so a new job of the same name
+// starts without the old one's history. ErrNotFound if there is no such job.
+func (s *Store) DeleteCronJob(service, job string) error {
+	return s.update(func(txn *badger.Txn) error {
+		key := []byte(cronJobPrefix(service) + job)
+		if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if err := txn.Delete(key); err != nil {
+			return err
+		}
+		return deletePrefix(txn, cronRunPrefix(service, job))
+	})
+}
+
+// AddCronRun stores one run of a job and drops the oldest beyond keep. The
+// key orders runs by start time; the scheduled time tells apart the
+// records one tick can make at the same instant (a missed one and a run).
+func (s *Store) AddCronRun(service, job string, started, scheduled time.Time, v any, keep int) error {
+	prefix := cronRunPrefix(service, job)
+	key := fmt.Sprintf("%s%020d-%020d", prefix, started.UnixNano(), scheduled.UnixNano())
+	return s.update(func(txn *badger.Txn) error {
+		if err := setJSON(txn, key, v); err != nil {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for i := 0; i < len(keys)-keep; i++ {
+			if err := txn.Delete(keys[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CronRuns decodes a job's stored runs as T, oldest first.
+func CronRuns[T any](s *Store, service, job string) ([]T, error) {
+	return listOf[T](s, cronRunPrefix(service, job))
+}
+
+// CronSecret returns the service's cron secret (32 random bytes as hex),
+// made the first time it is asked for. It lasts until the service is
+// deleted, so the service's env, which carries it, does not change.
+func (s *Store) CronSecret(service string) (string, error) {
+	var secret string
+	err := s.Get(cronSecretKey(service), &secret)
+	if !errors.Is(err, ErrNotFound) {
+		return secret, err
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		err := getJSON(txn, cronSecretKey(service), &secret)
+		if !errors.Is(err, ErrNotFound) {
+			return err // made meanwhile, or a real error
+		}
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		secret = hex.EncodeToString(b)
+		return setJSON(txn, cronSecretKey(service), secret)
+	})
+	return secret, err
+}
