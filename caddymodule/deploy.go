@@ -383,7 +383,8 @@ func deployRoutes(w http.ResponseWriter, r *http.Request, name, action string) e
 // they come until the build ends or the client leaves.
 func streamLog(w http.ResponseWriter, r *http.Request, rec *buildRecord, follow bool) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	flusher, _ := w.(http.Flusher)
+	// Caddy's admin API wraps the ResponseWriter; the controller unwraps it.
+	rc := http.NewResponseController(w)
 	next := 0
 	for {
 		lines, done, more := rec.linesFrom(next)
@@ -391,9 +392,7 @@ func streamLog(w http.ResponseWriter, r *http.Request, rec *buildRecord, follow 
 			fmt.Fprintln(w, l)
 		}
 		next += len(lines)
-		if flusher != nil {
-			flusher.Flush()
-		}
+		rc.Flush()
 		if done || !follow {
 			return nil
 		}

@@ -78,12 +78,12 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 		for _, l := range recent {
 			enc.Encode(l)
 		}
-		flusher, _ := w.(http.Flusher)
+		// Caddy's admin API wraps the ResponseWriter, so ask for a flush
+		// through a controller, which unwraps it.
+		rc := http.NewResponseController(w)
 		// Send the headers now, so the client knows it follows even before
 		// the service prints anything.
-		if flusher != nil {
-			flusher.Flush()
-		}
+		rc.Flush()
 		for {
 			select {
 			case l, ok := <-lines:
@@ -93,9 +93,7 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 				if enc.Encode(l) != nil {
 					return
 				}
-				if flusher != nil {
-					flusher.Flush()
-				}
+				rc.Flush()
 			case <-r.Context().Done():
 				return
 			}
