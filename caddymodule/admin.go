@@ -32,6 +32,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return append([]caddy.AdminRoute{
 		{Pattern: "/podcell/services", Handler: caddy.AdminHandlerFunc(a.listServices)},
 		{Pattern: "/podcell/services/", Handler: caddy.AdminHandlerFunc(a.service)},
+		{Pattern: "/podcell/dashboard/", Handler: caddy.AdminHandlerFunc(serveDashboard)},
 	}, observeRoutes()...)
 }
 

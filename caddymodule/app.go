@@ -58,6 +58,9 @@ type App struct {
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
 	// EncryptionKeyEnv names an env var holding the store's key instead.
 	EncryptionKeyEnv string `json:"encryption_key_env,omitempty"`
+	// Dashboard serves the web dashboard on the admin API, at
+	// /podcell/dashboard/. Off by default.
+	Dashboard bool `json:"dashboard,omitempty"`
 
 	ctx      caddy.Context
 	log      *zap.Logger
@@ -296,6 +299,11 @@ func (a *App) Start() error {
 	a.log.Info("podcell started", zap.String("podman", a.Podman), zap.String("podman_version", h.Version),
 		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)),
 		zap.String("store", a.st.Dir()))
+	if a.Dashboard {
+		// A browser's first visit is refused unless the admin endpoint
+		// allows requests without an origin; say where to look.
+		a.log.Info("dashboard on the admin endpoint at /podcell/dashboard/; a browser needs the admin origins of docs/configuration.md (Dashboard)")
+	}
 	return nil
 }
 

@@ -36,6 +36,7 @@ func init() {
 //	    build_concurrency <n>
 //	    encryption_key_file <file>
 //	    encryption_key_env <NAME>
+//	    dashboard
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -95,8 +96,13 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if !d.AllArgs(&app.EncryptionKeyEnv) {
 				return nil, d.Errf("encryption_key_env takes one argument, the name of an env var holding the store's key")
 			}
+		case "dashboard":
+			if d.NextArg() {
+				return nil, d.Errf("dashboard takes no argument: it turns the dashboard on")
+			}
+			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, encryption_key_file, encryption_key_env", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil

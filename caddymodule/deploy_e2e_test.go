@@ -129,12 +129,16 @@ func (c *caddyProc) buildStatus(service string, id int) (status, reason string) 
 	return "", ""
 }
 
-func TestDeployFromGit(t *testing.T) {
+// startPyApp serves pyApp (v1) from a test repository as the git service
+// pyapp, built on the local Python runtime image.
+func startPyApp(t *testing.T, opts ...option) (*caddyProc, *gitRepo) {
+	t.Helper()
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Python runtime image is missing: run make base-images")
 	}
 	repo := newGitRepo(t)
 	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1", "requirements.txt": "# stdlib only\n"})
+	opts = append([]option{withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian")}, opts...)
 	c := startCaddy(t, strings.ReplaceAll(`
 http://{http} {
 	podcell pyapp {
@@ -145,7 +149,12 @@ http://{http} {
 		pause_after off
 		queue_timeout 2m
 	}
-}`, "REPO", repo.url)+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
+}`, "REPO", repo.url)+"\n", opts...)
+	return c, repo
+}
+
+func TestDeployFromGit(t *testing.T) {
+	c, repo := startPyApp(t)
 
 	// The first build deploys by itself; the first request waits for it.
 	first := c.get("/")

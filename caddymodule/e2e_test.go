@@ -50,18 +50,19 @@ func TestMain(m *testing.M) {
 }
 
 type caddyProc struct {
-	t      *testing.T
-	rt     *scaler.Podman
-	cmd    *exec.Cmd
-	dir    string
-	owner  string
-	http   string // host:port of the site
-	admin  string // host:port of the admin API
-	image  string
-	extra  string // more global podcell options
-	log    *bytes.Buffer
-	logMu  *sync.Mutex
-	exited chan struct{}
+	t          *testing.T
+	rt         *scaler.Podman
+	cmd        *exec.Cmd
+	dir        string
+	owner      string
+	http       string // host:port of the site
+	admin      string // host:port of the admin API
+	image      string
+	extra      string // more global podcell options
+	adminExtra string // more lines of the admin block
+	log        *bytes.Buffer
+	logMu      *sync.Mutex
+	exited     chan struct{}
 }
 
 func freePort(t *testing.T) int {
@@ -84,14 +85,17 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// caddyfile fills {owner}, {admin}, {http}, {httpport} and {image} in a Caddyfile template.
+// caddyfile fills {owner}, {admin}, {http}, {httpport}, {image}, {extra}
+// and {adminextra} in a Caddyfile template.
 func (c *caddyProc) caddyfile(tmpl string) string {
 	_, port, _ := strings.Cut(c.http, ":")
-	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{httpport}", port, "{image}", c.image, "{extra}", c.extra).Replace(tmpl)
+	return strings.NewReplacer("{owner}", c.owner, "{admin}", c.admin, "{http}", c.http, "{httpport}", port, "{image}", c.image, "{extra}", c.extra, "{adminextra}", c.adminExtra).Replace(tmpl)
 }
 
 const globals = `{
-	admin {admin}
+	admin {admin} {
+		{adminextra}
+	}
 	auto_https off
 	podcell {
 		owner {owner}
@@ -100,10 +104,16 @@ const globals = `{
 }
 `
 
-// option adds lines to the global podcell block.
-type option func(*string)
+// option adds lines to the global options.
+type option func(*caddyProc)
 
-func withGlobal(line string) option { return func(s *string) { *s += line + "\n" } }
+// withGlobal adds a line to the global podcell block.
+func withGlobal(line string) option { return func(c *caddyProc) { c.extra += line + "\n" } }
+
+// withAdmin adds a line to the admin block; {admin} in it is the admin address.
+func withAdmin(line string) option {
+	return func(c *caddyProc) { c.adminExtra += strings.ReplaceAll(line, "{admin}", c.admin) + "\n" }
+}
 
 func startCaddy(t *testing.T, site string, opts ...option) *caddyProc {
 	t.Helper()
@@ -118,7 +128,7 @@ func startCaddy(t *testing.T, site string, opts ...option) *caddyProc {
 		log:   new(bytes.Buffer), logMu: new(sync.Mutex), exited: make(chan struct{}),
 	}
 	for _, o := range opts {
-		o(&c.extra)
+		o(c)
 	}
 	file := filepath.Join(c.dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(c.caddyfile(globals+site)), 0o644); err != nil {

@@ -19,10 +19,20 @@ func newTestServer(t *testing.T, h *Hub) *httptest.Server {
 	mux.Handle("/podcell/metrics", MetricsHandler(hubs))
 	mux.Handle("/podcell/services/", LogsHandler(hubs))
 	mux.Handle("/podcell/events", EventsHandler(hubs))
-	srv := httptest.NewServer(mux)
+	// Wrapped as Caddy's admin API wraps them, so a follow that flushes
+	// only a plain http.Flusher would hang here as it does there.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(adminWriter{w}, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// adminWriter wraps a ResponseWriter like Caddy's admin API does: it has
+// no Flush of its own, only Unwrap.
+type adminWriter struct{ http.ResponseWriter }
+
+func (w adminWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func get(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
@@ -85,7 +95,8 @@ func TestLogsEndpointFollows(t *testing.T) {
 	h := NewHub(nil)
 	h.Logs.Add(Line{Service: "web", Text: "old"})
 	srv := newTestServer(t, h)
-	ctx, cancel := context.WithCancel(context.Background())
+	// A timeout, so a follow that never flushes fails instead of hanging.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/podcell/services/web/logs?follow=1&tail=1", nil)
 	resp, err := http.DefaultClient.Do(req)
