@@ -34,6 +34,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Chromium, headless, for the dashboard's browser tests (make test). Without
+# recommends: those bring systemd, udev, CUPS and avahi, which it does not use.
+if [ ! -x /usr/bin/chromium ]; then
+  [ "${PODCELL_SKIP_APT:-0}" = 1 ] && die "chromium is missing (PODCELL_SKIP_APT=1 forbids installing it); the dashboard's browser tests need it"
+  say "installing chromium (headless browser for the dashboard's tests)"
+  [ "${#missing[@]}" -gt 0 ] || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+fi
+
 # A wedged Podman: Podman 4.3 can deadlock on its container locks when a
 # process holding one dies or under heavy concurrent use; every call then
 # hangs. Detect it (a plain listing must answer) and reset the locks.
