@@ -194,6 +194,14 @@ http://{http} {
 	p.waitFor("the crash in the recent errors", `document.querySelector('#errors li[data-kind="crash"]') !== null`, 15*time.Second)
 	p.waitFor("the app's last line in the live log", `document.getElementById('log').textContent.includes('exit requested with code 3')`, 10*time.Second)
 	p.waitFor("a second cold start", row+`.dataset.coldStarts >= 2 && `+row+`.dataset.ready >= 1`, 20*time.Second)
+	p.waitFor("the requests counted", row+`.dataset.requests >= 2`, 10*time.Second)
+
+	// A 5xx answer shows in the service's 5xx column and in the errors.
+	if r := c.get("/status?code=500"); r.code != 500 {
+		t.Fatalf("/status?code=500: %d %v", r.code, r.err)
+	}
+	p.waitFor("the 5xx counted", row+`.dataset.errors >= 1`, 10*time.Second)
+	p.waitFor("the 5xx in the recent errors", `document.querySelector('#errors li[data-kind="http_5xx"]') !== null`, 10*time.Second)
 
 	// A few more samples under load, so the screenshot has a curve.
 	time.Sleep(6 * time.Second)

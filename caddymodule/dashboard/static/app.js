@@ -268,6 +268,8 @@ function renderServices(services, metrics) {
 			'data-ready': String(svc.states.ready || 0),
 			'data-up': String(upCount(svc.states)),
 			'data-cold-starts': String(m.coldStarts),
+			'data-requests': String(m.requests || 0),
+			'data-errors': String(m.errors),
 		},
 		el('td', {}, el('strong', {}, svc.name)),
 		el('td', {}, badges(svc.states)),
