@@ -214,7 +214,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 // proxy takes an instance of ref's service and proxies the request to it.
-func proxy(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
+func proxy(w *statusWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
 		return serveWebhook(w, r, ref)
 	}
@@ -234,18 +234,38 @@ func proxy(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reversep
 			return caddyhttp.Error(499, r.Context().Err())
 		}
 	}
-	lease, err := svc.Acquire(r.Context())
-	if err != nil {
-		return acquireError(w, svc, err)
-	}
-	defer lease.Release()
-
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set(upstreamPlaceholder, lease.Upstream)
-	if lease.Wake != scaler.WakeNone {
-		w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
+	for attempt := 1; ; attempt++ {
+		lease, err := svc.Acquire(r.Context())
+		if err != nil {
+			return acquireError(w, svc, err)
+		}
+		repl.Set(upstreamPlaceholder, lease.Upstream)
+		if lease.Wake != scaler.WakeNone {
+			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
+		}
+		refused := false
+		err = func() error {
+			defer func() {
+				if refused {
+					lease.Refused()
+				} else {
+					lease.Release()
+				}
+			}()
+			err := rp.ServeHTTP(w, r, next)
+			// An instance that refuses the connection has just exited (its
+			// event is on the way) or is going. Nothing reached the app and
+			// nothing was answered, so another instance can take the
+			// request, once: a second refusal is answered as it is.
+			var dialErr reverseproxy.DialError
+			refused = err != nil && errors.As(err, &dialErr) && w.status == 0 && attempt == 1 && r.Context().Err() == nil
+			return err
+		}()
+		if !refused {
+			return err
+		}
 	}
-	return rp.ServeHTTP(w, r, next)
 }
 
 // acquireError maps a scaler error to the answer a client should see:

@@ -155,3 +155,55 @@ http://{http} {
 		t.Errorf("caddy podcell logs: %v\n%s", err, out)
 	}
 }
+
+// TestInstanceExitLosesNoRequest: an instance exits under a steady trickle
+// of requests. Requests that reach it between its exit and Podman's event
+// find its port closed; nothing reached the app, so the gateway gives them
+// to another instance instead of answering 502.
+func TestInstanceExitLosesNoRequest(t *testing.T) {
+	c := startCaddy(t, `
+http://{http} {
+	podcell exiting {
+		image {image}
+		pause_after off
+	}
+}`)
+	if r := c.get("/"); r.code != 200 {
+		t.Fatalf("first request: %d %v", r.code, r.err)
+	}
+	const workers, each = 4, 60
+	codes := make(chan int, workers*each)
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < each; i++ {
+				codes <- c.get("/").code
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if r := c.get("/exit?code=3"); r.code != 200 {
+		t.Fatalf("/exit: %d %v", r.code, r.err)
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	close(codes)
+	bad := map[int]int{}
+	n := 0
+	for code := range codes {
+		n++
+		if code != 200 {
+			bad[code]++
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatalf("%d requests around an instance's exit; answers other than 200: %v", n, bad)
+	}
+	if got := c.metric(`podcell_instance_crashes_total{service="exiting"}`); got != 1 {
+		t.Errorf("crashes = %v, want the exit recorded once", got)
+	}
+	t.Logf("%d requests around an instance's exit, all 200", n)
+}

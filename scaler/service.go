@@ -219,6 +219,34 @@ func (l Lease) Release() {
 	}
 }
 
+// Refused gives the request's slot back and reports that the instance
+// refused the connection. A ready instance that accepts no connection has
+// exited (before Podman's event reached us) or is going: it takes no more
+// requests and the loop replaces it. Nothing reached the app, so the
+// caller may try again with another lease.
+func (l Lease) Refused() {
+	if l.svc != nil {
+		l.svc.refused(l.inst)
+	}
+}
+
+func (s *Service) refused(inst *instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst.inflight--
+	s.inflight--
+	if inst.state == stReady {
+		s.log.Warn("instance refused a connection; it takes no more requests", zap.String("service", s.name), zap.String("container", inst.name))
+		// Draining, not stopped: if it did exit, its died event still
+		// records the crash; if not, the loop stops it once it is empty.
+		inst.state = stDraining
+		inst.drainSince = time.Now()
+		if s.queue.Len() > 0 {
+			s.scaleUpLocked()
+		}
+	}
+}
+
 func (s *Service) release(inst *instance) {
 	s.mu.Lock()
 	inst.inflight--

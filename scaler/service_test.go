@@ -612,3 +612,38 @@ func TestServiceWarmPathAllocatesNothing(t *testing.T) {
 		t.Errorf("a warm Acquire + Release allocates %.1f times, want 0", allocs)
 	}
 }
+
+func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.setAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	ctx := context.Background()
+
+	first, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Release()
+	lease, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease.Addr != first.Addr {
+		t.Fatalf("warm request went to %s, not the ready instance %s", lease.Addr, first.Addr)
+	}
+	lease.Refused()
+	snap := svc.Snapshot()
+	if snap.Count("ready") != 0 || snap.Inflight != 0 {
+		t.Fatalf("after a refused connection: %+v; want the instance out of service and nothing in flight", snap)
+	}
+	// The next request gets another instance, started for it.
+	next, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Release()
+	if next.Addr == first.Addr || next.Wake != WakeStart {
+		t.Fatalf("after a refusal the request went to %s (wake %v); want a new instance", next.Addr, next.Wake)
+	}
+}
