@@ -16,6 +16,7 @@ import (
 
 	"github.com/podcell/podcell/builder"
 	"github.com/podcell/podcell/caddymodule/observe"
+	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -32,6 +33,7 @@ const keptBuilds = 20
 type deployer struct {
 	name string
 	sc   *scaler.Scaler
+	st   *store.Store // keeps finished builds
 	hub  *observe.Hub
 	b    *builder.Builder
 	log  *zap.Logger
@@ -265,10 +267,57 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 	}
 	status := rec.Status
 	took := rec.Finished.Sub(rec.Started)
+	info := rec.BuildInfo
 	d.mu.Unlock()
 	d.hub.Metrics.Build(d.name, status, took)
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
+	d.save(rec, info)
+}
+
+// storedBuild is a finished build as the store keeps it.
+type storedBuild struct {
+	BuildInfo
+	ImageID string   `json:"image_id,omitempty"`
+	Lines   []string `json:"lines"`
+}
+
+// maxStoredLines bounds a stored build log; its end, which says why a
+// build failed, is what is kept.
+const maxStoredLines = 2000
+
+// save keeps a finished build in the store, so the service's build history
+// and logs outlive a restart.
+func (d *deployer) save(rec *buildRecord, info BuildInfo) {
+	if d.st == nil {
+		return
+	}
+	rec.mu.Lock()
+	lines := rec.lines
+	if n := len(lines); n > maxStoredLines {
+		lines = append([]string{fmt.Sprintf("[first %d lines not kept]", n-maxStoredLines)}, lines[n-maxStoredLines:]...)
+	}
+	sb := storedBuild{BuildInfo: info, ImageID: rec.imageID, Lines: lines}
+	err := d.st.PutBuild(d.name, info.ID, &sb, keptBuilds)
+	rec.mu.Unlock()
+	if err != nil {
+		d.log.Warn("cannot store the build", zap.String("service", d.name), zap.Int("build", info.ID), zap.Error(err))
+	}
+}
+
+// loadBuilds reads the builds an earlier run of podcell stored; new ones
+// number on from them.
+func (d *deployer) loadBuilds() {
+	builds, err := store.Builds[storedBuild](d.st, d.name)
+	if err != nil {
+		d.log.Warn("cannot read stored builds", zap.String("service", d.name), zap.Error(err))
+		return
+	}
+	for _, b := range builds {
+		d.builds = append(d.builds, &buildRecord{BuildInfo: b.BuildInfo, imageID: b.ImageID, lines: b.Lines,
+			changed: make(chan struct{}), done: true})
+		d.nextID = max(d.nextID, b.ID)
+	}
 }
 
 // rollback makes image (a former build's) the current one; applying the

@@ -239,6 +239,23 @@ func TestDeployFromGit(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "succeeded") || !strings.Contains(string(out), "failed") {
 		t.Errorf("caddy podcell builds: %v\n%s", err, out)
 	}
+
+	// The build history and its logs outlive a restart; new builds number on.
+	failedID := dep.Build
+	c.restart()
+	st, reason = c.buildStatus("pyapp", failedID)
+	if st != "failed" || !strings.Contains(reason, "STEP") {
+		t.Errorf("after a restart, build %d: %q %q; want the failed build kept", failedID, st, reason)
+	}
+	code, body := c.adminDo("GET", fmt.Sprintf("/podcell/services/pyapp/builds/%d/log", failedID), "")
+	if code != 200 || !strings.Contains(body, fmt.Sprintf("[build %d failed]", failedID)) {
+		t.Errorf("after a restart, the failed build's log: %d, ends %q", code, tail(body, 2))
+	}
+	// (The branch's head is the broken commit, so this build fails too.)
+	eventually(t, 3*time.Minute, "no build after the restart", func() bool {
+		st, _ := c.buildStatus("pyapp", failedID+1)
+		return st == "failed"
+	})
 }
 
 const nodeServer = `const http = require("http");

@@ -88,8 +88,9 @@ func (a *App) startDeployer(ref *serviceRef, cfg scaler.ServiceConfig, reason st
 func (a *App) loadDeployer(ref *serviceRef) (*deployer, error) {
 	val, _, err := deployers.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		ctx, cancel := context.WithCancel(context.Background())
-		d := &deployer{name: ref.cfg.Name, sc: a.sc, hub: a.hub, b: a.builder, log: caddy.Log().Named("podcell.build"),
+		d := &deployer{name: ref.cfg.Name, sc: a.sc, st: a.st, hub: a.hub, b: a.builder, log: caddy.Log().Named("podcell.build"),
 			ctx: ctx, cancel: cancel, pollSet: make(chan struct{}, 1)}
+		d.loadBuilds()
 		go d.pollLoop()
 		return pooledDeployer{d}, nil
 	})

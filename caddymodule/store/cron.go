@@ -61,18 +61,7 @@ func (s *Store) AddCronRun(service, job string, started, scheduled time.Time, v 
 		if err := setJSON(txn, key, v); err != nil {
 			return err
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
-		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		it.Close()
-		for i := 0; i < len(keys)-keep; i++ {
-			if err := txn.Delete(keys[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return keepNewest(txn, prefix, keep)
 	})
 }
 

@@ -72,7 +72,7 @@ func (s *Store) UpdateService(name string, fn func(svc *Service) error) (Service
 }
 
 // DeleteService removes a service with its revisions and everything else
-// kept under its name (cron jobs, their runs and the cron secret).
+// kept under its name (cron jobs, their runs, the cron secret and builds).
 func (s *Store) DeleteService(name string) error {
 	return s.update(func(txn *badger.Txn) error {
 		for _, k := range []string{serviceKey(name), cronSecretKey(name)} {
@@ -80,7 +80,7 @@ func (s *Store) DeleteService(name string) error {
 				return err
 			}
 		}
-		for _, p := range []string{revisionPrefix(name), cronJobPrefix(name), "cronrun/" + name + "/"} {
+		for _, p := range []string{revisionPrefix(name), cronJobPrefix(name), "cronrun/" + name + "/", buildPrefix(name)} {
 			if err := deletePrefix(txn, p); err != nil {
 				return err
 			}

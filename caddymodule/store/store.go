@@ -185,6 +185,23 @@ func deletePrefix(txn *badger.Txn, prefix string) error {
 	return nil
 }
 
+// keepNewest deletes the first keys under prefix (in key order, so the
+// oldest where keys sort by time or sequence) beyond the last keep.
+func keepNewest(txn *badger.Txn, prefix string, keep int) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for i := 0; i < len(keys)-keep; i++ {
+		if err := txn.Delete(keys[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Get reads the JSON value at key into v.
 func (s *Store) Get(key string, v any) error {
 	return s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, v) })

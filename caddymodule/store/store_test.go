@@ -288,3 +288,33 @@ func TestLoadKey(t *testing.T) {
 		t.Fatalf("short key: %v", err)
 	}
 }
+
+func TestBuildsAreKeptBounded(t *testing.T) {
+	dir, key := t.TempDir(), testKey(t)
+	s := openT(t, dir, key)
+	type build struct {
+		ID    int      `json:"id"`
+		Lines []string `json:"lines"`
+	}
+	for id := 1; id <= 25; id++ {
+		if err := s.PutBuild("app", id, build{ID: id, Lines: []string{fmt.Sprint("line of ", id)}}, 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = openT(t, dir, key)
+	defer s.Close()
+	got, err := Builds[build](s, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 20 || got[0].ID != 6 || got[19].ID != 25 || got[19].Lines[0] != "line of 25" {
+		t.Fatalf("kept %d builds, ids %d..%d", len(got), got[0].ID, got[len(got)-1].ID)
+	}
+	if err := s.DeleteService("app"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Builds[build](s, "app"); len(got) != 0 {
+		t.Fatalf("%d builds left after DeleteService", len(got))
+	}
+}
