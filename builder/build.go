@@ -116,6 +116,11 @@ type Builder struct {
 	clones chan struct{}
 }
 
+// ImageExists says whether Podman still has the image (a name or an ID).
+func (b *Builder) ImageExists(ctx context.Context, ref string) (bool, error) {
+	return images.Exists(b.rt.BindingsContext(ctx), ref, nil)
+}
+
 // New returns a Builder that builds with rt. It fails on options that name
 // unknown runtimes.
 func New(rt *scaler.Podman, opts Options) (*Builder, error) {

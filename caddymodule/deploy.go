@@ -178,6 +178,26 @@ func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serv
 	case d.pollSet <- struct{}{}:
 	default:
 	}
+	if sourceChanged && current == nil && !running {
+		// A restart: serve the last build of this same source now, while
+		// the build below looks for new commits (from cache; an unchanged
+		// commit gives the same image and so the same revision).
+		if rec := d.lastBuildOf(spec); rec != nil {
+			cfg := cfg
+			cfg.Image = rec.imageID
+			svc, err := d.sc.Apply(cfg)
+			if err != nil {
+				return err
+			}
+			d.mu.Lock()
+			d.current = rec
+			d.mu.Unlock()
+			ref.set(svc)
+			record(cfg, "restart", rec.ID)
+			d.log.Info("serving the last build while checking the source", zap.String("service", d.name), zap.Int("build", rec.ID),
+				zap.String("commit", rec.Commit))
+		}
+	}
 	switch {
 	case !sourceChanged && current != nil:
 		cfg.Image = current.imageID
@@ -273,6 +293,29 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
 	d.save(rec, info)
+}
+
+// lastBuildOf is the newest kept build of spec that succeeded and whose
+// image Podman still has; nil if there is none.
+func (d *deployer) lastBuildOf(spec builder.Spec) *buildRecord {
+	tag := imageTag(d.name, spec)
+	d.mu.Lock()
+	var found *buildRecord
+	for _, b := range d.builds {
+		if b.Status == "succeeded" && b.Image == tag && b.imageID != "" {
+			found = b
+		}
+	}
+	d.mu.Unlock()
+	if found == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	if ok, err := d.b.ImageExists(ctx, found.imageID); err != nil || !ok {
+		return nil
+	}
+	return found
 }
 
 // storedBuild is a finished build as the store keeps it.

@@ -243,6 +243,10 @@ func TestDeployFromGit(t *testing.T) {
 	// The build history and its logs outlive a restart; new builds number on.
 	failedID := dep.Build
 	c.restart()
+	// The last good build serves at once, while the (broken) head builds.
+	if r := c.get("/"); r.code != 200 || r.body != "v2" {
+		t.Errorf("right after a restart: %d %q; want the last good build (v2) serving", r.code, r.body)
+	}
 	st, reason = c.buildStatus("pyapp", failedID)
 	if st != "failed" || !strings.Contains(reason, "STEP") {
 		t.Errorf("after a restart, build %d: %q %q; want the failed build kept", failedID, st, reason)
