@@ -91,6 +91,8 @@ type serviceRef struct {
 	ready chan struct{} // closed once svc is set
 	once  sync.Once
 	key   string // in services and deployers
+	// requests counts the service's answers (looked up once, not per request).
+	requests *observe.Requests
 }
 
 // set points the ref at svc, waking requests that waited for a first one.
@@ -244,7 +246,8 @@ func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, jobs []Cro
 		}
 		return ref, nil
 	}
-	ref := &serviceRef{cfg: cfg, cron: jobs, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name}
+	ref := &serviceRef{cfg: cfg, cron: jobs, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name,
+		requests: a.hub.Requests(cfg.Name)}
 	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
 	}); err != nil {

@@ -260,7 +260,7 @@ func (cronTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	in = in.WithContext(req.Context())
 	w := &cronRecorder{header: http.Header{}}
 	in = caddyhttp.PrepareRequest(in, caddy.NewReplacer(), w, &caddyhttp.Server{})
-	err := serve(w, in, ref, a.rp, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }), a.hub)
+	err := serve(w, in, ref, a.rp, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
 	if ctxErr := req.Context().Err(); ctxErr != nil {
 		return nil, ctxErr
 	}

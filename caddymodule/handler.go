@@ -16,7 +16,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
-	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -157,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
 		}
 	}
-	return serve(w, r, ref, h.rp, next, h.app.hub)
+	return serve(w, r, ref, h.rp, next)
 }
 
 // cronHeaderPrefix starts the names of the headers of a scheduled call.
@@ -166,8 +165,8 @@ const cronHeaderPrefix = "Podcell-Cron"
 // serve is a service's request path, for user traffic and scheduled calls
 // alike: it takes an instance from the scaler (starting or resuming one,
 // queueing meanwhile), proxies the request to it with rp, and counts the
-// answer in hub. r's context must carry a caddy.Replacer.
-func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler, hub *observe.Hub) error {
+// answer. r's context must carry a caddy.Replacer.
+func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	start := time.Now()
 	sw := statusWriters.Get().(*statusWriter)
 	sw.ResponseWriter, sw.status = w, 0
@@ -186,7 +185,7 @@ func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reversep
 	} else if code == 0 {
 		code = http.StatusOK
 	}
-	hub.RequestDone(ref.cfg.Name, code, time.Since(start), detail)
+	ref.requests.Done(code, time.Since(start), detail)
 	return err
 }
 

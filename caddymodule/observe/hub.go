@@ -65,12 +65,32 @@ func (h *Hub) Close() {
 // RequestDone records a response of service; a 5xx also becomes an event,
 // with detail (or the status text) as its message.
 func (h *Hub) RequestDone(service string, code int, took time.Duration, detail string) {
-	h.Metrics.Request(service, code, took)
+	h.Requests(service).Done(code, took, detail)
+}
+
+// Requests returns the recorder of service's responses. The request path
+// keeps it (per service, made once), so recording a response looks up
+// nothing and takes no lock.
+func (h *Hub) Requests(service string) *Requests {
+	return &Requests{hub: h, service: service, sm: h.Metrics.service(service)}
+}
+
+// Requests records one service's responses.
+type Requests struct {
+	hub     *Hub
+	service string
+	sm      *serviceMetrics
+}
+
+// Done records a response; a 5xx also becomes an event, with detail (or
+// the status text) as its message.
+func (r *Requests) Done(code int, took time.Duration, detail string) {
+	r.sm.request(code, took)
 	if code >= 500 && code < 600 {
 		if detail == "" {
 			detail = http.StatusText(code)
 		}
-		h.Events.Add(Event{Service: service, Kind: KindHTTP5xx, Status: code, Message: detail})
+		r.hub.Events.Add(Event{Service: r.service, Kind: KindHTTP5xx, Status: code, Message: detail})
 	}
 }
 

@@ -130,7 +130,10 @@ func (m *Metrics) service(name string) *serviceMetrics {
 // Request records a response of a service. It allocates nothing once the
 // service has been seen.
 func (m *Metrics) Request(service string, code int, took time.Duration) {
-	sm := m.service(service)
+	m.service(service).request(code, took)
+}
+
+func (sm *serviceMetrics) request(code int, took time.Duration) {
 	class := code / 100
 	if class < 1 || class >= len(codeClasses) {
 		class = 0

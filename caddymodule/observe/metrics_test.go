@@ -324,3 +324,18 @@ func TestMetricsRequestAllocatesNothing(t *testing.T) {
 		t.Errorf("Request allocates %.1f times, want 0", allocs)
 	}
 }
+
+func TestRequestsDoneAllocatesNothing(t *testing.T) {
+	h := NewHub(nil)
+	defer h.Close()
+	r := h.Requests("web")
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.Done(200, time.Millisecond, "")
+	})
+	if allocs != 0 {
+		t.Errorf("Requests.Done allocates %.1f times, want 0", allocs)
+	}
+	if got := h.Metrics.service("web").requests[2].Get(); got < 1000 {
+		t.Errorf("2xx counter %d after 1000 answers", got)
+	}
+}
