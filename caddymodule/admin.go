@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -144,21 +146,14 @@ func (a adminAPI) service(w http.ResponseWriter, r *http.Request) error {
 		default:
 			return apiError(http.StatusMethodNotAllowed, "use GET, PUT (declare or change a service) or DELETE")
 		}
-		svc := findService(name)
-		dep := deployStatus(name)
-		a := current.Load()
-		if svc == nil && dep == nil && (a == nil || a.route(name) == nil) {
+		a, err := runningApp()
+		if err != nil {
+			return err
+		}
+		if a.route(name) == nil && a.sc.Service(name) == nil {
 			return apiError(http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
 		}
-		if a != nil {
-			return writeJSON(w, statusFor(a, name))
-		}
-		st := ServiceStatus{Name: name, States: map[string]int{}, Instances: []scaler.InstanceSnapshot{}}
-		if svc != nil {
-			st = statusOf(svc)
-		}
-		st.Deploy = dep
-		return writeJSON(w, st)
+		return writeJSON(w, statusFor(a, name))
 	case "env":
 		return envRoutes(w, r, name, sub)
 	case "revisions", "rollback":
@@ -181,10 +176,31 @@ func apiError(code int, msg string) error {
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {
+	return writeJSONStatus(w, http.StatusOK, v)
+}
+
+// writeJSONStatus answers v as JSON with status code.
+func writeJSONStatus(w http.ResponseWriter, code int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// decodeStrict reads one JSON value into v: an unknown field is an error,
+// so a typo does not silently fall back to a default; so is anything after
+// the value.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("one JSON value expected, found more after it")
+	}
+	return nil
 }
 
 var _ caddy.AdminRouter = adminAPI{}

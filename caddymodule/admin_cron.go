@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,9 +94,7 @@ func cronRoutes(w http.ResponseWriter, r *http.Request, name, rest string) error
 		if err := a.cron.Trigger(name, job); err != nil {
 			return apiError(http.StatusConflict, err.Error())
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		return writeJSON(w, CronTriggered{Service: name, Job: job, Triggered: now})
+		return writeJSONStatus(w, http.StatusAccepted, CronTriggered{Service: name, Job: job, Triggered: now})
 	case action == "runs", action == "run":
 		return apiError(http.StatusMethodNotAllowed, fmt.Sprintf("cron/<job>/%s: use %s", action, map[string]string{"runs": "GET", "run": "POST"}[action]))
 	}
@@ -135,9 +131,7 @@ func (a *App) cronStatus(e cronEntry) CronJobStatus {
 // putCronJob adds (201) or changes (200) a job the API declares.
 func (a *App) putCronJob(w http.ResponseWriter, service, name string, body []byte) error {
 	var c CronJob
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := decodeStrict(body, &c); err != nil {
 		return apiError(http.StatusBadRequest, fmt.Sprintf("body: %v: send the job as JSON, e.g. {\"schedule\": \"*/5 * * * *\", \"method\": \"POST\", \"path\": \"/tasks/poll\"}", err))
 	}
 	if c.Name != "" && c.Name != name {
@@ -172,9 +166,7 @@ func (a *App) putCronJob(w http.ResponseWriter, service, name string, body []byt
 	if existed {
 		code = http.StatusOK
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	return writeJSON(w, a.cronStatus(cronEntry{c.job(service), "api"}))
+	return writeJSONStatus(w, code, a.cronStatus(cronEntry{c.job(service), "api"}))
 }
 
 // deleteCronJob removes a job the API declared, with its history.

@@ -95,7 +95,7 @@ type EnvList struct {
 	Revision int `json:"revision,omitempty"`
 }
 
-// serviceRef finds a service of the running config for a mutation.
+// serviceRefLocked finds a service of the running config for a mutation.
 func (a *App) serviceRefLocked(name string) (*serviceRef, error) {
 	ref := a.services[name]
 	if ref == nil {
@@ -321,9 +321,7 @@ func revisionRoutes(w http.ResponseWriter, r *http.Request, name, action string)
 			Revision int `json:"revision"`
 		}
 		if len(bytes.TrimSpace(body)) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
+			if err := decodeStrict(body, &req); err != nil {
 				return apiError(http.StatusBadRequest, fmt.Sprintf("body: %v: send {\"revision\": <seq>} (or nothing: the revision before the current one)", err))
 			}
 		}

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,13 +37,8 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // that a typo does not silently fall back to a default.
 func decodeSpec(b []byte) (ServiceSpec, error) {
 	var spec ServiceSpec
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
+	if err := decodeStrict(b, &spec); err != nil {
 		return spec, fmt.Errorf("body: %v (send the service's settings as the podcell handler's JSON, e.g. {\"image\": \"localhost/hello:latest\", \"memory_mb\": 256})", err)
-	}
-	if dec.More() {
-		return spec, errors.New("body: one JSON object expected, found more after it")
 	}
 	return spec, nil
 }
@@ -119,9 +113,7 @@ func putService(w http.ResponseWriter, r *http.Request, name string) error {
 	if old == nil {
 		code = http.StatusCreated
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	return writeJSON(w, statusFor(a, name))
+	return writeJSONStatus(w, code, statusFor(a, name))
 }
 
 // replaceAPIServiceLocked swaps old (nil: none) for a ref with spec. The

@@ -54,7 +54,7 @@ type App struct {
 	// image builds themselves are not bounded.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
-	// (32 bytes as hex). Default: data_dir/store.key, made with the store.
+	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
 	// EncryptionKeyEnv names an env var holding the store's key instead.
 	EncryptionKeyEnv string `json:"encryption_key_env,omitempty"`

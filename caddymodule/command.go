@@ -45,16 +45,11 @@ func podcellCommands(cmd *cobra.Command) {
 		if err != nil {
 			return nil, adminError(err)
 		}
+		// AdminAPIRequest makes every 4xx and 5xx an error (adminError
+		// unpacks its message); what is left to refuse is a redirect.
 		if resp.StatusCode >= 300 {
-			defer resp.Body.Close()
-			var e struct {
-				Error string `json:"error"`
-			}
-			b, _ := io.ReadAll(resp.Body)
-			if json.Unmarshal(b, &e) == nil && e.Error != "" {
-				return nil, fmt.Errorf("%s", e.Error)
-			}
-			return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+			resp.Body.Close()
+			return nil, fmt.Errorf("unexpected answer from the admin API: %s", resp.Status)
 		}
 		return resp, nil
 	}

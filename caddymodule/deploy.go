@@ -235,15 +235,14 @@ func (d *deployer) startLocked(trigger string) *buildRecord {
 	if len(d.builds) > keptBuilds {
 		d.builds = d.builds[len(d.builds)-keptBuilds:]
 	}
-	spec := d.spec
-	go d.run(rec, spec)
+	go d.run(rec, d.spec, d.b)
 	return rec
 }
 
-func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
+func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) {
 	log := d.log.With(zap.String("service", d.name), zap.Int("build", rec.ID))
 	log.Info("build started", zap.String("repo", spec.URL), zap.String("ref", spec.Ref), zap.String("trigger", rec.Trigger))
-	res, err := d.b.Build(d.ctx, spec, imageTag(d.name, spec), func(line string) {
+	res, err := b.Build(d.ctx, spec, imageTag(d.name, spec), func(line string) {
 		rec.addLine(line)
 		log.Info("build output", zap.String("line", line))
 	})
@@ -300,6 +299,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec) {
 func (d *deployer) lastBuildOf(spec builder.Spec) *buildRecord {
 	tag := imageTag(d.name, spec)
 	d.mu.Lock()
+	b := d.b
 	var found *buildRecord
 	for _, b := range d.builds {
 		if b.Status == "succeeded" && b.Image == tag && b.imageID != "" {
@@ -312,7 +312,7 @@ func (d *deployer) lastBuildOf(spec builder.Spec) *buildRecord {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
-	if ok, err := d.b.ImageExists(ctx, found.imageID); err != nil || !ok {
+	if ok, err := b.ImageExists(ctx, found.imageID); err != nil || !ok {
 		return nil
 	}
 	return found
@@ -332,18 +332,14 @@ const maxStoredLines = 2000
 // save keeps a finished build in the store, so the service's build history
 // and logs outlive a restart.
 func (d *deployer) save(rec *buildRecord, info BuildInfo) {
-	if d.st == nil {
-		return
-	}
 	rec.mu.Lock()
 	lines := rec.lines
 	if n := len(lines); n > maxStoredLines {
 		lines = append([]string{fmt.Sprintf("[first %d lines not kept]", n-maxStoredLines)}, lines[n-maxStoredLines:]...)
 	}
 	sb := storedBuild{BuildInfo: info, ImageID: rec.imageID, Lines: lines}
-	err := d.st.PutBuild(d.name, info.ID, &sb, keptBuilds)
-	rec.mu.Unlock()
-	if err != nil {
+	rec.mu.Unlock() // done: nothing appends to its lines any more
+	if err := d.st.PutBuild(d.name, info.ID, &sb, keptBuilds); err != nil {
 		d.log.Warn("cannot store the build", zap.String("service", d.name), zap.Int("build", info.ID), zap.Error(err))
 	}
 }
@@ -398,26 +394,35 @@ func (d *deployer) pollLoop() {
 		every := d.poll
 		d.mu.Unlock()
 		var tick <-chan time.Time
+		var t *time.Timer
 		if every > 0 {
-			t := time.NewTimer(every)
+			t = time.NewTimer(every)
 			tick = t.C
-			defer t.Stop()
 		}
+		ticked := false
 		select {
 		case <-d.ctx.Done():
-			return
 		case <-d.pollSet:
-			continue
 		case <-tick:
+			ticked = true
+		}
+		if t != nil {
+			t.Stop() // not deferred: this loop runs as long as the service
+		}
+		if !ticked {
+			if d.ctx.Err() != nil {
+				return
+			}
+			continue // a config change: wait its interval
 		}
 		d.mu.Lock()
-		spec, current, busy := d.spec, d.current, d.running != nil
+		spec, current, busy, b := d.spec, d.current, d.running != nil, d.b
 		d.mu.Unlock()
 		if busy {
 			continue // the build running now is of the latest commit or close to it
 		}
 		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
-		commit, err := d.b.Resolve(ctx, spec.Source)
+		commit, err := b.Resolve(ctx, spec.Source)
 		cancel()
 		if err != nil {
 			d.log.Warn("auto-deploy: cannot read the branch", zap.String("service", d.name), zap.Error(err))
@@ -445,8 +450,7 @@ func deployRoutes(w http.ResponseWriter, r *http.Request, name, action string) e
 			return apiError(http.StatusMethodNotAllowed, "use POST")
 		}
 		id := d.deploy("api")
-		w.WriteHeader(http.StatusAccepted)
-		return writeJSON(w, map[string]any{"build": id, "log": fmt.Sprintf("/podcell/services/%s/builds/%d/log", name, id)})
+		return writeJSONStatus(w, http.StatusAccepted, map[string]any{"build": id, "log": fmt.Sprintf("/podcell/services/%s/builds/%d/log", name, id)})
 	case parts[0] == "builds" && len(parts) == 1:
 		st := deployStatus(name)
 		return writeJSON(w, st.Builds)

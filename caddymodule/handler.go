@@ -43,10 +43,11 @@ type Handler struct {
 	// this long after a config reload (as reverse_proxy's stream_close_delay).
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
-	app *App
-	ref *serviceRef // nil in host mode
-	rp  *reverseproxy.Handler
-	log *zap.Logger
+	app      *App
+	ref      *serviceRef // nil in host mode
+	suffixes []string    // ".<domain>" of each Hosts pattern, lowercase
+	rp       *reverseproxy.Handler
+	log      *zap.Logger
 }
 
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -69,6 +70,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = appIface.(*App)
+	for _, p := range h.Hosts {
+		suffix, _ := hostSuffix(p) // checked by Validate
+		h.suffixes = append(h.suffixes, suffix)
+	}
 	if h.Service != "" {
 		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git, h.Cron); err != nil {
 			return err
@@ -124,13 +129,14 @@ func (h *Handler) serviceForHost(host string) string {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
-	for _, p := range h.Hosts {
-		// Validated: "*.<domain>", so p[1:] is ".<domain>".
-		suffix := p[1:]
+	for _, suffix := range h.suffixes {
 		if len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix) {
 			name := host[:len(host)-len(suffix)]
 			if !strings.Contains(name, ".") {
-				return name
+				// Host names are case-insensitive; service names are
+				// lowercase. ToLower returns name itself, with no
+				// allocation, when it is lowercase already.
+				return strings.ToLower(name)
 			}
 		}
 	}

@@ -163,10 +163,7 @@ func (a *App) addAPIServiceLocked(name string, spec ServiceSpec, reason string) 
 	if err != nil {
 		return err
 	}
-	if err := a.applyRef(ref, reason); err != nil {
-		return err
-	}
-	return nil
+	return a.applyRef(ref, reason)
 }
 
 // publishRoutesLocked makes the declared services reachable in host mode.
