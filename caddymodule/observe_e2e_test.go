@@ -14,7 +14,7 @@ import (
 )
 
 // metric reads one sample from the Prometheus text of /podcell/metrics;
-// -1 if the series is absent.
+// a series that is absent fails the test.
 func (c *caddyProc) metric(series string) float64 {
 	c.t.Helper()
 	code, body := c.adminDo("GET", "/podcell/metrics", "")
@@ -30,7 +30,8 @@ func (c *caddyProc) metric(series string) float64 {
 			return f
 		}
 	}
-	return -1
+	c.t.Fatalf("series %s is not in /podcell/metrics", series)
+	return 0
 }
 
 // TestMetricsLogsAndEventsAfterRealTraffic drives known traffic into a
@@ -73,12 +74,17 @@ http://{http} {
 	}
 	// No per-request label may appear: every podcell series is labelled by
 	// a fixed set of names.
-	_, body := c.adminDo("GET", "/podcell/metrics", "")
+	code, body := c.adminDo("GET", "/podcell/metrics", "")
+	if code != 200 {
+		t.Fatalf("GET /podcell/metrics: %d", code)
+	}
 	labelRE := regexp.MustCompile(`([a-z_]+)="`)
+	checked := 0
 	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, "podcell_") {
 			continue
 		}
+		checked++
 		for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
 			switch m[1] {
 			case "service", "code_class", "state", "direction", "result", "job", "status", "reason", "le", "vmrange":
@@ -86,6 +92,10 @@ http://{http} {
 				t.Errorf("unexpected label %q in %s", m[1], line)
 			}
 		}
+	}
+
+	if checked < len(checks) {
+		t.Errorf("only %d podcell series to check the labels of", checked)
 	}
 
 	// Events: the 503 answers are recorded with the service.
@@ -201,6 +211,10 @@ http://{http} {
 	}
 	if len(bad) > 0 {
 		t.Fatalf("%d requests around an instance's exit; answers other than 200: %v", n, bad)
+	}
+	// The window was hit: some request found the port closed and moved on.
+	if !strings.Contains(c.logs(), "instance refused a connection") {
+		t.Errorf("no request met the exited instance's closed port, so the retry was not exercised")
 	}
 	if got := c.metric(`podcell_instance_crashes_total{service="exiting"}`); got != 1 {
 		t.Errorf("crashes = %v, want the exit recorded once", got)

@@ -119,7 +119,9 @@ http://{http} {
 		if i == rps*5 || i == rps*12 {
 			value := map[int]string{rps * 5: "green", rps * 12: "red"}[i]
 			ch := change{value: value, sent: time.Now()}
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				code, body := c.adminDo("PUT", "/podcell/services/envsvc/env", `{"COLOR": "`+value+`"}`)
 				if code != 200 {
 					t.Errorf("env change to %s: %d %s", value, code, body)
@@ -172,7 +174,7 @@ http://{http} {
 		}
 		lag := switched.Sub(ch.sent)
 		t.Logf("change %d (COLOR=%s): new value served %s after the API call; 0 failed, 0 stale after the switch", i+1, ch.value, lag.Round(time.Millisecond))
-		if lag > 20*time.Second {
+		if lag > 5*time.Second {
 			t.Errorf("change %d took %s to reach the service", i+1, lag)
 		}
 	}
@@ -263,9 +265,14 @@ http://{http} {
 		t.Errorf("a rejected service was created: GET answers %d", code)
 	}
 	// Redaction: names without values unless asked.
-	for name, v := range c.env("badinput", false) {
-		if strings.Contains(v, ":") && !strings.HasSuffix(v, ":") {
-			t.Errorf("env %s shown with its value without ?reveal=true: %q", name, v)
+	_, body := c.adminDo("GET", "/podcell/services/badinput/env", "")
+	var listed envList
+	if err := json.Unmarshal([]byte(body), &listed); err != nil || len(listed.Env) != 2 {
+		t.Fatalf("env list %s: %v; want GREETING and KEEP", body, err)
+	}
+	for _, v := range listed.Env {
+		if v.Value != "" || v.Source == "" {
+			t.Errorf("env %s without ?reveal=true: value %q, source %q; want no value and a source", v.Name, v.Value, v.Source)
 		}
 	}
 }
@@ -305,6 +312,9 @@ http://:{httpport} {
 	if r := get("apisvc.apps.localhost:80", "/env?name=TOKEN"); r.code != 200 || r.body != secret {
 		t.Fatalf("API service in host mode: %d %q", r.code, r.body)
 	}
+	if r := get("APISVC.Apps.Localhost", "/env?name=TOKEN"); r.code != 200 || r.body != secret {
+		t.Errorf("host names are case-insensitive: %d %q", r.code, r.body)
+	}
 	if r := get("other.apps.localhost", "/"); r.code != 404 {
 		t.Errorf("unknown service: %d, want 404", r.code)
 	}
@@ -326,19 +336,26 @@ http://:{httpport} {
 	if st.Source != "api" {
 		t.Errorf("source %q, want api", st.Source)
 	}
-	// The env value never reaches the disk in clear.
-	err := filepath.Walk(c.dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() || !strings.Contains(path, "store") {
+	// The env value never reaches the disk in clear (store/store_test.go
+	// shows, with a control, that this search finds an unencrypted write).
+	storeDir := filepath.Join(c.dir, "caddy", "podcell", "store")
+	read := 0
+	err := filepath.Walk(storeDir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(path)
-		if err == nil && strings.Contains(string(b), secret) {
+		if err != nil {
+			return err
+		}
+		read++
+		if strings.Contains(string(b), secret) {
 			t.Errorf("%s holds the env value in clear", path)
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || read == 0 {
+		t.Fatalf("reading the store's files in %s: %d read, %v", storeDir, read, err)
 	}
 
 	if code, body = c.adminDo("DELETE", "/podcell/services/apisvc", ""); code != 204 {
