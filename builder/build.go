@@ -50,6 +50,8 @@ type Spec struct {
 	// script) or node server.js, as the runtime has them.
 	Start string
 	Port  int // the app listens on $PORT; default 8080
+	// Limits bound this build; zero fields take Options.Limits.
+	Limits Limits
 }
 
 // Validate checks the spec without touching the network or Podman.
@@ -74,6 +76,9 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	if s.Port < 1 || s.Port > 65535 {
 		return s, rt, &InputError{Field: "port", Value: strconv.Itoa(s.Port), Reason: "is out of range: use 1 to 65535"}
 	}
+	if err := s.Limits.Validate(); err != nil {
+		return s, rt, err
+	}
 	for _, f := range []struct{ name, v string }{{"build", s.Build}, {"start", s.Start}} {
 		if len(f.v) > 64<<10 {
 			return s, rt, &InputError{Field: f.name, Reason: "is too long (more than 64 KiB)"}
@@ -93,10 +98,15 @@ type Options struct {
 	BaseImages map[string]string
 	// TempDir holds the clones while they are built (default os.TempDir()).
 	TempDir string
-	// CloneTimeout bounds one clone (default 2m); BuildTimeout one image
-	// build (default 20m).
+	// CloneTimeout bounds one clone (default 2m).
 	CloneTimeout time.Duration
-	BuildTimeout time.Duration
+	// Limits bound each build's steps (memory, CPU, processes) and its
+	// wall clock; a Spec's own Limits override them field by field. Zero
+	// fields take the defaults: 2 GiB, 1 core, 1024 processes, 15m.
+	Limits Limits
+	// MaxBuilds bounds the builds (clone and image build) running at once
+	// (default 1); the others wait in one queue.
+	MaxBuilds int
 	// MaxClones bounds concurrent clones (default 2): go-git holds several
 	// times a repository's size in memory while cloning.
 	MaxClones int
@@ -114,6 +124,8 @@ type Builder struct {
 	rt     *scaler.Podman
 	opts   Options
 	clones chan struct{}
+	queue  *buildQueue
+	cg     cgroupSupport
 }
 
 // ImageExists says whether Podman still has the image (a name or an ID).
@@ -135,8 +147,12 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.CloneTimeout <= 0 {
 		opts.CloneTimeout = 2 * time.Minute
 	}
-	if opts.BuildTimeout <= 0 {
-		opts.BuildTimeout = 20 * time.Minute
+	if err := opts.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	opts.Limits = opts.Limits.or(defaultLimits)
+	if opts.MaxBuilds <= 0 {
+		opts.MaxBuilds = 1
 	}
 	if opts.MaxClones <= 0 {
 		opts.MaxClones = 2
@@ -150,7 +166,7 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.User == "" {
 		opts.User = defaultRuntimeUser
 	}
-	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones)}, nil
+	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds)}, nil
 }
 
 // Result describes a built image.
@@ -201,6 +217,11 @@ type Step struct {
 // The lines are kept in the Result or, when the build fails, in the
 // *BuildError. Bad input gives an *InputError naming the field, before
 // anything is built.
+//
+// Builds wait in one queue for one of Options.MaxBuilds slots. Each RUN
+// step runs with Podman's capabilities cut to what package managers need
+// and under the build's Limits; a build stopped by a limit fails with a
+// *LimitError (inside the *BuildError) naming the option to raise.
 func (b *Builder) Build(ctx context.Context, spec Spec, tag string, logLine func(string)) (*Result, error) {
 	spec, rt, err := spec.normalize()
 	if err != nil {
@@ -211,6 +232,12 @@ func (b *Builder) Build(ctx context.Context, spec Spec, tag string, logLine func
 	}
 	log := newLogSink(logLine, b.opts.MaxLogLines)
 	defer log.close()
+	release, err := b.queue.acquire(ctx, spec.URL+"@"+refOrHead(spec.Ref)+" as "+tag, log)
+	if err != nil {
+		log.printf("==> Failed: %v", err)
+		return nil, err
+	}
+	defer release()
 	res, err := b.build(ctx, spec, rt, tag, log)
 	if err != nil {
 		// The streamed log ends with why; a BuildError's log has it already.
@@ -278,7 +305,30 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	}
 	steps := &stepTracker{purposes: p.purposes}
 	log.observe = steps.line
-	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), b.opts.BuildTimeout)
+	lim := spec.Limits.or(b.opts.Limits)
+	common := &define.CommonBuildOptions{
+		Memory:     int64(lim.MemoryMB) << 20,
+		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
+		CPUPeriod:  100000,
+		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	var cg *buildCgroup
+	stopping := false // cg.stop removes cg later
+	if ok, why := b.pidsCgroupSupport(ctx); !ok {
+		log.printf("==> Warning: the build pids limit is not enforced on this host (%s)", why)
+	} else if cg, err = newBuildCgroup(lim.Pids); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	} else {
+		defer func() {
+			if !stopping {
+				cg.remove()
+			}
+		}()
+		common.CgroupParent = cg.parent()
+	}
+	log.printf("==> Build limits: memory %s, %g CPU, %d processes, %s; capabilities %s",
+		formatMB(lim.MemoryMB), lim.CPUs, lim.Pids, lim.Timeout, strings.Join(buildCaps, " "))
+	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), lim.Timeout)
 	defer cancel()
 	report, err := images.Build(bctx, []string{cf}, types.BuildOptions{BuildOptions: define.BuildOptions{
 		ContextDirectory: dir,
@@ -293,14 +343,24 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		// Excludes replaces the context's .containerignore/.dockerignore,
 		// so those patterns are read here and ours appended.
 		Excludes:        append(ignorePatterns(dir), ".git", containerfileName),
-		CommonBuildOpts: &define.CommonBuildOptions{},
+		CommonBuildOpts: common,
 		Out:             log,
 		Err:             log,
 		ReportWriter:    log,
+
+		// RUN steps keep only what package managers need.
+		DropCapabilities: []string{"ALL"},
+		AddCapabilities:  buildCaps,
 	}})
 	log.flush()
 	finished := time.Now()
 	steps.finish(finished)
+	pidsHit := cg != nil && cg.hitLimit()
+	if bctx.Err() != nil && cg != nil {
+		stopping = true
+		cg.stop(time.Minute)
+		log.printf("==> Stopped the build's processes")
+	}
 	if err == nil && bctx.Err() != nil {
 		// The bindings end a canceled build without an error.
 		err = bctx.Err()
@@ -309,8 +369,19 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		err = errors.New("the build ended without an image ID")
 	}
 	if err != nil {
-		if errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w", b.opts.BuildTimeout, err)
+		timedOut := errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		switch {
+		case pidsHit && ctx.Err() == nil:
+			// A fork bomb that never ends also runs into the timeout.
+			if timedOut {
+				err = timeoutLimitError(lim, err)
+			}
+			err = pidsLimitError(lim, err)
+		case timedOut:
+			err = timeoutLimitError(lim, err)
+		case ctx.Err() != nil:
+		case killedByOOM(err):
+			err = memoryLimitError(lim, err)
 		}
 		be := &BuildError{Err: err}
 		if s := steps.current(); s != nil {
