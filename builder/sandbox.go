@@ -228,20 +228,24 @@ func (cg *buildCgroup) hitLimit() bool {
 // stop ends a build the client gave up on (timeout or cancellation).
 // Podman 4.3 goes on building after the client hangs up, and no API call
 // cancels a build, so podcell SIGKILLs every task in the build's cgroup:
-// the step fails and the build with it. It keeps at it for grace (a step
-// could start after a long COPY), with pids.max at 0 so the step cannot
-// fork meanwhile, then removes the cgroup.
+// the step fails and the build with it. With pids.max at 0 the step can
+// fork nothing meanwhile. It keeps at it until no step has run for 2 s (a
+// step could start after a COPY still running), at most for grace, then
+// removes the cgroup. A step that starts later still has its memory and
+// CPU limits, but no pids limit and no timeout.
 func (cg *buildCgroup) stop(grace time.Duration) {
 	dir := filepath.Join(cgroupRoot, "pids", cg.name)
 	os.WriteFile(filepath.Join(dir, "pids.max"), []byte("0"), 0o644)
 	go func() {
 		defer cg.remove()
 		end := time.Now().Add(grace)
-		for time.Now().Before(end) {
+		idle := time.Now()
+		for time.Now().Before(end) && time.Since(idle) < 2*time.Second {
 			procs, _ := os.ReadFile(filepath.Join(dir, "step", "cgroup.procs"))
 			for _, f := range strings.Fields(string(procs)) {
 				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
 					syscall.Kill(pid, syscall.SIGKILL)
+					idle = time.Now()
 				}
 			}
 			time.Sleep(100 * time.Millisecond)

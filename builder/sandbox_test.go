@@ -201,6 +201,23 @@ func TestBuildForkBomb(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	waitCgroupsGone(t)
+}
+
+// waitCgroupsGone waits for the builds' pids cgroups to be removed.
+func waitCgroupsGone(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, _ := filepath.Glob(filepath.Join(cgroupRoot, "pids", "podcell-builds", "*", "pids.max"))
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("build cgroups left 30 s after the build: %v", left)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // bombProcs counts processes running bomb.sh.
@@ -228,6 +245,7 @@ func TestBuildTimeout(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	waitCgroupsGone(t)
 }
 
 // TestBuildQueue: with one build slot, a second build waits, says so and

@@ -50,9 +50,17 @@ type App struct {
 	// RuntimeImages overrides the base image of a builder runtime, e.g.
 	// {"python3.11-debian": "localhost/podcell-runtime:python3.11-debian"}.
 	RuntimeImages map[string]string `json:"runtime_images,omitempty"`
-	// BuildConcurrency bounds the git clones running at once (default 2);
-	// image builds themselves are not bounded.
+	// BuildConcurrency bounds the builds (clone and image build) running
+	// at once (default 1); the others wait in one queue.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
+	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound every
+	// build's steps: memory (swap included), cores, processes and threads
+	// at once, and the image build's wall clock. Defaults: 2048 MB, 1 core,
+	// 1024, 15m. A git source can set its own.
+	BuildMemoryMB int            `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64        `json:"build_cpus,omitempty"`
+	BuildPids     int            `json:"build_pids,omitempty"`
+	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
 	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
@@ -214,7 +222,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")
 	}
-	if a.builder, err = builder.New(pm, builder.Options{BaseImages: a.RuntimeImages, MaxClones: a.BuildConcurrency}); err != nil {
+	if a.builder, err = builder.New(pm, builder.Options{
+		BaseImages: a.RuntimeImages,
+		MaxBuilds:  a.BuildConcurrency,
+		MaxClones:  a.BuildConcurrency,
+		Limits:     builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)},
+	}); err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
 	if err := a.openScheduler(); err != nil {

@@ -40,6 +40,12 @@ type gitSource struct {
 	// WebhookSecret (X-Hub-Signature-256) and redeploys.
 	WebhookPath   string `json:"webhook_path,omitempty"`
 	WebhookSecret string `json:"webhook_secret,omitempty"`
+	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound this
+	// service's builds, overriding the app's (zero: the app's).
+	BuildMemoryMB int            `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64        `json:"build_cpus,omitempty"`
+	BuildPids     int            `json:"build_pids,omitempty"`
+	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
 }
 
 func sameSource(a, b *gitSource) bool {
@@ -56,6 +62,8 @@ func (g *gitSource) spec(port int) builder.Spec {
 		Build:   g.Build,
 		Start:   g.Start,
 		Port:    port,
+		Limits: builder.Limits{MemoryMB: g.BuildMemoryMB, CPUs: g.BuildCPUs, Pids: g.BuildPids,
+			Timeout: time.Duration(g.BuildTimeout)},
 	}
 }
 
