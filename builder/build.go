@@ -315,7 +315,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	var cg *buildCgroup
 	stopping := false // cg.stop removes cg later
 	if ok, why := b.pidsCgroupSupport(ctx); !ok {
-		log.printf("==> Warning: the build pids limit is not enforced on this host (%s)", why)
+		log.printf("==> Warning: on this host the build pids limit is not enforced and a timed-out step cannot be stopped (%s)", why)
 	} else if cg, err = newBuildCgroup(lim.Pids); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	} else {
