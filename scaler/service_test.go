@@ -711,3 +711,53 @@ func TestServiceStandbyCreateBackoff(t *testing.T) {
 	}))
 	waitFor(t, "standby of the new revision", standbyReady(svc))
 }
+
+// RemoveInBackground returns at once even with an in-flight request and an
+// hour of drain_timeout; the name is free for a new service meanwhile; the
+// old instances go when the request ends, and only they do.
+func TestServiceRemoveInBackground(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.mu.Lock()
+	f.autoReady = true
+	f.mu.Unlock()
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.DrainTimeout = time.Hour }))
+	lease, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := f.startedIDs()[0]
+
+	returned := make(chan error, 1)
+	go func() { returned <- sc.RemoveInBackground("hello") }()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RemoveInBackground waited for the drain")
+	}
+	if sc.Service("hello") != nil {
+		t.Fatal("the removed service is still listed")
+	}
+	again := apply(t, sc, svcConfig(nil))
+	if again == svc {
+		t.Fatal("Apply after the removal returned the draining service")
+	}
+	l2, err := again.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Release()
+	if !slices.Contains(f.leftovers(), old) {
+		t.Fatal("the in-flight request's instance was removed before the request ended")
+	}
+
+	lease.Release()
+	waitFor(t, "the drained instance removed", func() bool { return !slices.Contains(f.leftovers(), old) })
+	for _, id := range f.startedIDs()[1:] {
+		if !slices.Contains(f.leftovers(), id) {
+			t.Errorf("the new service's instance %s was removed with the old one", id)
+		}
+	}
+}
