@@ -12,9 +12,14 @@ import (
 	"time"
 )
 
-// cloneInto clones src into a fresh directory and returns it, the commit
-// and the log.
+// cloneInto clones src into a fresh directory under the default repository
+// limits and returns it, the commit and the log.
 func cloneInto(t *testing.T, src Source) (dir, commit, log string, err error) {
+	t.Helper()
+	return cloneWithLimits(t, src, repoLimits{bytes: DefaultMaxRepoBytes, files: DefaultMaxRepoFiles})
+}
+
+func cloneWithLimits(t *testing.T, src Source, lim repoLimits) (dir, commit, log string, err error) {
 	t.Helper()
 	src, err = src.validate()
 	if err != nil {
@@ -25,7 +30,7 @@ func cloneInto(t *testing.T, src Source) (dir, commit, log string, err error) {
 	sink := newLogSink(func(l string) { lines = append(lines, l) }, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	commit, err = clone(ctx, src, dir, sink)
+	commit, err = clone(ctx, src, dir, sink, lim)
 	sink.flush()
 	return dir, commit, strings.Join(lines, "\n"), err
 }
