@@ -93,6 +93,12 @@ func TestHostileContainerfileLink(t *testing.T) {
 		g.write(filepath.Join(work, "Procfile"), "web: echo pwned > /tmp/pwned\n")
 		g.symlink(hostLink(victim), filepath.Join(work, containerfileName))
 	})
+	// The attack is live: the checkout's link leads to the victim.
+	if dir, _, log, err := cloneInto(t, Source{URL: url}); err != nil {
+		t.Fatalf("clone: %v\n%s", err, log)
+	} else if got := readFile(t, filepath.Join(dir, containerfileName)); got != "victim's own content\n" {
+		t.Fatalf("the checkout's %s does not lead to the victim: %q", containerfileName, got)
+	}
 	err, lines := hostileBuild(t, Options{}, Spec{Source: Source{URL: url}, Runtime: "python3.11-debian"})
 	wantNoPodman(t, err, lines)
 	if got := readFile(t, victim); got != "victim's own content\n" {
@@ -154,6 +160,12 @@ func TestHostileManifestDevZero(t *testing.T) {
 		os.Remove(filepath.Join(work, "package.json"))
 		g.symlink(hostLink("/dev/zero"), filepath.Join(work, "package.json"))
 	})
+	// The attack is live: the checkout's package.json is the host's /dev/zero.
+	if dir, _, log, err := cloneInto(t, Source{URL: url}); err != nil {
+		t.Fatalf("clone: %v\n%s", err, log)
+	} else if fi, err := os.Stat(filepath.Join(dir, "package.json")); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("the checkout's package.json does not lead to /dev/zero: %v %v", fi, err)
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	err, _ := hostileBuild(t, Options{}, Spec{Source: Source{URL: url}, Runtime: "node20-debian"})
@@ -189,6 +201,14 @@ func TestHostileManifestSecret(t *testing.T) {
 				os.Remove(filepath.Join(app, "package.json"))
 				g.symlink(hostLink(host), filepath.Join(app, "package.json"))
 			})
+			// The attack is live: through the checkout's link, the secret.
+			dir, _, log, err := cloneInto(t, Source{URL: url})
+			if err != nil {
+				t.Fatalf("clone: %v\n%s", err, log)
+			}
+			if data, err := os.ReadFile(filepath.Join(dir, root, "package.json")); err != nil || !strings.Contains(string(data), secret) {
+				t.Fatalf("the checkout's package.json does not lead to the host file: %q %v", data, err)
+			}
 			err, lines := hostileBuild(t, Options{}, Spec{Source: Source{URL: url, RootDir: root}, Runtime: "node20-debian"})
 			want := "package.json"
 			if root != "" {
