@@ -107,6 +107,15 @@ type Options struct {
 	// User the app runs as (default "10001:10001"): it owns nothing in the
 	// image; only /tmp (a tmpfs at run time) is writable.
 	User string
+	// MaxRepoBytes bounds a repository (default DefaultMaxRepoBytes, 1 GiB;
+	// negative: no limit): the bytes its server may send for one clone or
+	// one Resolve, counted as they arrive (after HTTP decompression), and the
+	// total size of the files of the commit built, summed from the object
+	// headers before anything is checked out. MaxRepoFiles bounds the files
+	// and directories of that commit (default DefaultMaxRepoFiles, 200000;
+	// negative: no limit). Over a limit the clone stops with an *InputError.
+	MaxRepoBytes int64
+	MaxRepoFiles int
 }
 
 // Builder builds images from git repositories through one Podman API.
@@ -149,6 +158,12 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	}
 	if opts.User == "" {
 		opts.User = defaultRuntimeUser
+	}
+	if opts.MaxRepoBytes == 0 {
+		opts.MaxRepoBytes = DefaultMaxRepoBytes
+	}
+	if opts.MaxRepoFiles == 0 {
+		opts.MaxRepoFiles = DefaultMaxRepoFiles
 	}
 	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones)}, nil
 }
@@ -268,10 +283,22 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	for _, l := range strings.Split(strings.TrimSuffix(p.text, "\n"), "\n") {
 		log.printf("    %s", l)
 	}
-	cf := filepath.Join(dir, containerfileName)
-	if err := os.WriteFile(cf, []byte(p.text), 0o644); err != nil {
-		return nil, fmt.Errorf("builder: write Containerfile: %w", err)
+	ignored, err := ignorePatterns(&repoDir{dir: dir, root: spec.RootDir})
+	if err != nil {
+		return nil, err
 	}
+	// The build context is a tree made beside the checkout, never the
+	// checkout itself: nothing is written where the repository's links
+	// could redirect it (see buildContext).
+	ctxDir := filepath.Join(tmp, "context")
+	if err := buildContext(dir, spec.RootDir, ctxDir, containerfileName, []byte(p.text)); err != nil {
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("builder: make the build context: %w", err)
+	}
+	cf := filepath.Join(ctxDir, containerfileName)
 
 	if b.rt == nil {
 		return nil, errors.New("builder: no Podman runtime to build with")
@@ -281,7 +308,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), b.opts.BuildTimeout)
 	defer cancel()
 	report, err := images.Build(bctx, []string{cf}, types.BuildOptions{BuildOptions: define.BuildOptions{
-		ContextDirectory: dir,
+		ContextDirectory: ctxDir,
 		Output:           tag,
 		// Without an explicit format the API service (4.3) finds no layer in
 		// its cache: every step would run again.
@@ -292,7 +319,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		PullPolicy:              define.PullIfMissing,
 		// Excludes replaces the context's .containerignore/.dockerignore,
 		// so those patterns are read here and ours appended.
-		Excludes:        append(ignorePatterns(dir), ".git", containerfileName),
+		Excludes:        append(ignored, ".git", containerfileName),
 		CommonBuildOpts: &define.CommonBuildOptions{},
 		Out:             log,
 		Err:             log,
@@ -363,7 +390,7 @@ func (b *Builder) clone(ctx context.Context, src Source, dir string, log *logSin
 	defer func() { <-b.clones }()
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CloneTimeout)
 	defer cancel()
-	commit, err := clone(ctx, src, dir, log)
+	commit, err := clone(ctx, src, dir, log, repoLimits{bytes: b.opts.MaxRepoBytes, files: b.opts.MaxRepoFiles})
 	log.flush()
 	return commit, err
 }
@@ -382,12 +409,16 @@ func validateTag(tag string) error {
 	return nil
 }
 
-// ignorePatterns reads the build context's .containerignore (or
-// .dockerignore), the patterns Podman would have applied on its own.
-func ignorePatterns(dir string) []string {
+// ignorePatterns reads the app's .containerignore (or .dockerignore), the
+// patterns Podman would have applied on its own. Like every file podcell
+// reads from a repository, it must be a regular file (see repoDir).
+func ignorePatterns(dir *repoDir) ([]string, error) {
 	for _, name := range []string{".containerignore", ".dockerignore"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
+		data := dir.read(name)
+		if dir.err != nil {
+			return nil, dir.err
+		}
+		if data == nil {
 			continue
 		}
 		var out []string
@@ -398,9 +429,9 @@ func ignorePatterns(dir string) []string {
 			}
 			out = append(out, l)
 		}
-		return out
+		return out, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func shortID(id string) string {

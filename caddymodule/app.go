@@ -138,16 +138,18 @@ type pooledService struct {
 	name    string
 }
 
+// Destruct removes the service when no config and no API declares it any
+// more. Its instances drain in the background: the caller holds the lock
+// that reloads and the admin API's changes take (a DELETE), or is Caddy's
+// reload itself, and a drain can last the service's drain_timeout.
 func (p pooledService) Destruct() error {
 	if p.closing.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if p.sc.Service(p.name) == nil {
 		return nil // declared by a config that never started
 	}
-	return p.sc.Remove(ctx, p.name)
+	return p.sc.RemoveInBackground(p.name)
 }
 
 func (a *App) Provision(ctx caddy.Context) error {

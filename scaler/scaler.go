@@ -56,6 +56,8 @@ type Scaler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// removing tracks the services RemoveInBackground drains; Close waits.
+	removing sync.WaitGroup
 
 	mu       sync.RWMutex
 	services map[string]*Service
@@ -181,6 +183,37 @@ func (s *Scaler) Remove(ctx context.Context, name string) error {
 	return svc.shutdown(ctx, false)
 }
 
+// RemoveInBackground forgets a service at once, as Remove does (a new
+// Apply of the name makes a new service), and drains and removes its
+// instances in the background: a drain_timeout the admin API set to an
+// hour must not hold up the caller (a DELETE holding the lock that config
+// reloads and other API calls need). The drain gets its drain_timeout;
+// the engine calls after it a minute more. Close waits for these removals.
+func (s *Scaler) RemoveInBackground(name string) error {
+	s.mu.Lock()
+	svc := s.services[name]
+	delete(s.services, name)
+	if svc != nil {
+		s.removing.Add(1)
+	}
+	s.mu.Unlock()
+	if svc == nil {
+		return fmt.Errorf("service %q does not exist", name)
+	}
+	svc.mu.Lock()
+	timeout := svc.cfg.DrainTimeout + svc.cfg.StopGrace + time.Minute
+	svc.mu.Unlock()
+	go func() {
+		defer s.removing.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), timeout)
+		defer cancel()
+		if err := svc.shutdown(ctx, false); err != nil {
+			s.log.Warn("removing a service", zap.String("service", name), zap.Error(err))
+		}
+	}()
+	return nil
+}
+
 // Close stops every service. Their containers are removed unless the
 // scaler was told to keep them; waiting requests fail with ErrClosed.
 func (s *Scaler) Close(ctx context.Context) error {
@@ -203,6 +236,13 @@ func (s *Scaler) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	removed := make(chan struct{})
+	go func() { s.removing.Wait(); close(removed) }()
+	select {
+	case <-removed:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("services removed in the background still draining: %w", ctx.Err()))
+	}
 	s.cancel()
 	s.wg.Wait()
 	return errors.Join(errs...)
