@@ -205,6 +205,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			KeepOnClose:           a.KeepOnStop,
 			Logger:                caddy.Log().Named("podcell"),
 			Observer:              hub,
+			// Only the config's env values are ever named for expansion.
+			Expand: expandPlaceholders,
 		})
 		if err != nil {
 			return nil, err

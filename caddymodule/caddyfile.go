@@ -261,7 +261,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "webhook":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
-				return d.Errf("webhook takes a path and a secret: webhook /_podcell/deploy {$WEBHOOK_SECRET}")
+				return d.Errf("webhook takes a path and a secret: webhook /_podcell/deploy {env.WEBHOOK_SECRET}")
 			}
 			h.git().WebhookPath, h.git().WebhookSecret = args[0], args[1]
 		case "command":

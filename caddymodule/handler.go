@@ -75,7 +75,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.suffixes = append(h.suffixes, suffix)
 	}
 	if h.Service != "" {
-		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git, h.Cron); err != nil {
+		// Only here, for what the config's author wrote, do placeholders
+		// resolve: never for the admin API's values (placeholders.go).
+		cfg := h.ServiceSpec.config(h.Service)
+		if err := resolveConfigSecrets(&cfg, h.Git); err != nil {
+			return fmt.Errorf("podcell service %s: %w", h.Service, err)
+		}
+		if h.ref, err = h.app.declare(cfg, h.Git, h.Cron); err != nil {
 			return err
 		}
 	}
@@ -251,7 +257,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // proxy takes an instance of ref's service and proxies the request to it.
 func proxy(w *statusWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
-		return serveWebhook(w, r, ref)
+		return serveWebhook(w, r, ref.src, ref.dep)
 	}
 	svc := ref.svc.Load()
 	if svc == nil {

@@ -38,6 +38,11 @@ type Options struct {
 	// Observer, if set, is told of instance starts, pauses, crashes, scaling
 	// and queued requests.
 	Observer Observer
+	// Expand resolves the env values a service's ExpandEnv names, when
+	// each container is created, so a rotated secret reaches the next
+	// instances and the config never holds it. An error fails that start
+	// (or standby). Nil: a service with ExpandEnv cannot start.
+	Expand func(value string) (string, error)
 }
 
 // Scaler owns the services and their containers.
@@ -309,10 +314,21 @@ func (s *Scaler) containerName(service string) string {
 	return s.opts.Owner + "-" + service + "-" + hex.EncodeToString(b[:])
 }
 
-// spec is the container an instance runs in.
-func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSpec {
+// spec is the container an instance runs in. It resolves the env values
+// cfg.ExpandEnv names; an error names the variable, never a value.
+func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) (ContainerSpec, error) {
 	env := make(map[string]string, len(cfg.Env)+1)
 	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	for _, k := range cfg.ExpandEnv {
+		if s.opts.Expand == nil {
+			return ContainerSpec{}, fmt.Errorf("env %s: no resolver for its placeholders", k)
+		}
+		v, err := s.opts.Expand(cfg.Env[k])
+		if err != nil {
+			return ContainerSpec{}, fmt.Errorf("env %s: %w", k, err)
+		}
 		env[k] = v
 	}
 	env["PORT"] = strconv.Itoa(cfg.Port)
@@ -336,7 +352,7 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSp
 	if !s.host.Rootless && s.opts.UserNS == "auto" {
 		cs.UserNS = "auto"
 	}
-	return cs
+	return cs, nil
 }
 
 // ContainerSpec returns the container an instance of cfg would run in, so
@@ -353,7 +369,7 @@ func (s *Scaler) ContainerSpec(cfg ServiceConfig) (ContainerSpec, error) {
 		return ContainerSpec{}, err
 	}
 	inst := &instance{name: s.containerName(cfg.Name), revision: cfg.Revision()}
-	return s.spec(inst, cfg, lim), nil
+	return s.spec(inst, cfg, lim)
 }
 
 // startContainer creates (unless a standby exists) and starts inst's
@@ -382,8 +398,11 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		return "", se
 	}
 	if id == "" {
-		var err error
-		if id, err = s.rt.Create(api, s.spec(inst, cfg, lim)); err != nil {
+		cs, err := s.spec(inst, cfg, lim)
+		if err != nil {
+			return fail("the env could not be resolved", err)
+		}
+		if id, err = s.rt.Create(api, cs); err != nil {
 			return fail("the container could not be created", err)
 		}
 		svc.mu.Lock()

@@ -534,7 +534,11 @@ func (s *Service) ensureStandbyLocked() {
 func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits) {
 	ctx, cancel := context.WithTimeout(s.sc.ctx, cfg.StartTimeout)
 	defer cancel()
-	id, err := s.sc.rt.Create(ctx, s.sc.spec(inst, cfg, lim))
+	cs, err := s.sc.spec(inst, cfg, lim)
+	var id string
+	if err == nil {
+		id, err = s.sc.rt.Create(ctx, cs)
+	}
 	s.mu.Lock()
 	if err != nil {
 		s.removeLocked(inst)
