@@ -61,6 +61,12 @@ type App struct {
 	BuildCPUs     float64        `json:"build_cpus,omitempty"`
 	BuildPids     int            `json:"build_pids,omitempty"`
 	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
+	// MaxRepoMB bounds a repository a build clones, in MiB: the bytes its
+	// server sends and the size of the files of the commit built (default
+	// 1024). MaxRepoFiles bounds that commit's files and directories
+	// (default 200000). Over either the clone stops, naming the limit.
+	MaxRepoMB    int `json:"max_repo_mb,omitempty"`
+	MaxRepoFiles int `json:"max_repo_files,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
 	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
@@ -226,11 +232,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")
 	}
+	if a.MaxRepoMB < 0 || a.MaxRepoFiles < 0 {
+		return fmt.Errorf("podcell: max_repo_mb %d, max_repo_files %d: use positive numbers, or leave them out for the defaults (1024 MiB, 200000 files)", a.MaxRepoMB, a.MaxRepoFiles)
+	}
 	if a.builder, err = builder.New(pm, builder.Options{
-		BaseImages: a.RuntimeImages,
-		MaxBuilds:  a.BuildConcurrency,
-		MaxClones:  a.BuildConcurrency,
-		Limits:     builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)},
+		BaseImages:   a.RuntimeImages,
+		MaxBuilds:    a.BuildConcurrency,
+		MaxClones:    a.BuildConcurrency,
+		Limits:       builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)},
+		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
+		MaxRepoFiles: a.MaxRepoFiles,
 	}); err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}

@@ -22,6 +22,8 @@ func TestBuildLimitsCaddyfile(t *testing.T) {
 		build_cpus 0.5
 		build_pids 512
 		build_timeout 10m
+		max_repo_size 256MB
+		max_repo_files 5000
 	}`), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +32,8 @@ func TestBuildLimitsCaddyfile(t *testing.T) {
 	if err := json.Unmarshal(v.(httpcaddyfile.App).Value, &app); err != nil {
 		t.Fatal(err)
 	}
-	if app.BuildConcurrency != 2 || app.BuildMemoryMB != 1024 || app.BuildCPUs != 0.5 || app.BuildPids != 512 || app.BuildTimeout != caddy.Duration(10*time.Minute) {
+	if app.BuildConcurrency != 2 || app.BuildMemoryMB != 1024 || app.BuildCPUs != 0.5 || app.BuildPids != 512 || app.BuildTimeout != caddy.Duration(10*time.Minute) ||
+		app.MaxRepoMB != 256 || app.MaxRepoFiles != 5000 {
 		t.Errorf("app: %+v", app)
 	}
 	raw := string(v.(httpcaddyfile.App).Value)
@@ -80,6 +83,12 @@ func TestBuildLimitsCaddyfileErrors(t *testing.T) {
 		`podcell {
 			build_timeout forever
 		}`: `build_timeout "forever": want a positive duration such as 15m`,
+		`podcell {
+			max_repo_size huge
+		}`: `max_repo_size "huge": want a size such as 256MB`,
+		`podcell {
+			max_repo_files 0
+		}`: `max_repo_files "0": want a whole number >= 1`,
 	}
 	for in, want := range global {
 		if _, err := parseGlobal(caddyfile.NewTestDispenser(in), nil); err == nil || !strings.Contains(err.Error(), want) {

@@ -96,6 +96,26 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
 				return nil, err
 			}
+		case "max_repo_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("max_repo_size takes one argument, e.g. max_repo_size 1GiB")
+			}
+			mb, err := parseMB(s)
+			if err != nil {
+				return nil, d.Errf("max_repo_size %q: %v", s, err)
+			}
+			app.MaxRepoMB = mb
+		case "max_repo_files":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("max_repo_files takes one argument, e.g. max_repo_files 200000")
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return nil, d.Errf("max_repo_files %q: want a whole number >= 1", s)
+			}
+			app.MaxRepoFiles = n
 		case "encryption_key_file":
 			if !d.AllArgs(&app.EncryptionKeyFile) {
 				return nil, d.Errf("encryption_key_file takes one argument, a file holding the store's key (32 bytes as hex)")
@@ -110,7 +130,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, build_memory, build_cpus, build_pids, build_timeout, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -427,8 +447,6 @@ func (h *Handler) git() *gitSource {
 	return h.Git
 }
 
-// parseMB reads a memory size in MiB. "MB" means MiB, as in Podman's and
-// Docker's --memory: 256MB, 256MiB, 256M and 256 are all 256 MiB.
 // parseBuildLimit parses one of build_memory <size>, build_cpus <cores>,
 // build_pids <n> and build_timeout <duration> into its field. The
 // bounds are checked by builder.Limits.Validate at provision time (and
@@ -470,6 +488,8 @@ func parseBuildLimit(d *caddyfile.Dispenser, memMB *int, cpus *float64, pids *in
 	return nil
 }
 
+// parseMB reads a memory size in MiB. "MB" means MiB, as in Podman's and
+// Docker's --memory: 256MB, 256MiB, 256M and 256 are all 256 MiB.
 func parseMB(s string) (int, error) {
 	lower := strings.ToLower(strings.TrimSpace(s))
 	num := strings.TrimRight(lower, "abcdefghijklmnopqrstuvwxyz")
