@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -97,6 +98,14 @@ func (c *caddyProc) checkHostAlive(after string) {
 	}
 }
 
+func randomData(t *testing.T, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func rssMiB(t *testing.T, pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -113,7 +122,7 @@ func rssMiB(t *testing.T, pid int) int {
 }
 
 func TestHostileRepositories(t *testing.T) {
-	c := startHostileCaddy(t)
+	c := startHostileCaddy(t, withGlobal("max_repo_size 1MB"))
 	hostDir := t.TempDir()
 	victim := filepath.Join(hostDir, "victim.sh")
 	const original = "echo original\n"
@@ -131,13 +140,14 @@ func TestHostileRepositories(t *testing.T) {
 		git   string
 		files map[string]string
 		links map[string]string
-		want  string // in the build's failure reason
+		want  string // in the build's failure reason; "": the build succeeds
 	}{
 		// podcell wrote its Containerfile there, through the link: the
-		// Procfile's web: line landed in a host file.
+		// Procfile's web: line landed in a host file. Now the name is
+		// podcell's own, left out of the build context: the build works.
 		{"cfwrite", `"runtime": "python3.11-debian"`,
 			map[string]string{"app.py": pyApp, "message.txt": "x", "Procfile": "web: python3 app.py $(id >&2)\n"},
-			map[string]string{".podcell.Containerfile": upToRoot(victim)}, ".podcell.Containerfile"},
+			map[string]string{".podcell.Containerfile": upToRoot(victim)}, ""},
 		// podcell read it whole into memory: every site went down.
 		{"devzero", nodeStart, map[string]string{"server.js": "x"},
 			map[string]string{"package.json": upToRoot("/dev/zero")}, "package.json"},
@@ -151,11 +161,22 @@ func TestHostileRepositories(t *testing.T) {
 		// The build context would carry a link out of it.
 		{"contextlink", pyStart, map[string]string{"app.py": pyApp, "message.txt": "x"},
 			map[string]string{"hostetc": upToRoot("/etc")}, "hostetc"},
+		// Only a timeout bounded a clone: a repository could fill the
+		// disk and go-git's memory. 2 MiB of random data, over 1 MB.
+		{"bigrepo", pyStart, map[string]string{"app.py": pyApp, "blob.bin": randomData(t, 2<<20)},
+			nil, "size limit"},
+		// A build step that forks without end: the pids limit stops it
+		// (the timeout then ends the step) and the host stays responsive.
+		{"forkbomb", pyStart + `, "build": "f() { f | f & }; f; sleep 600", "build_pids": 64, "build_timeout": "20s"`,
+			map[string]string{"app.py": pyApp, "message.txt": "x"}, nil, "build_pids"},
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			c.t = t
 			status, reason := c.deployAPI(a.name, hostileRepo(t, a.files, a.links), a.git)
-			if status != "failed" || !strings.Contains(reason, a.want) {
+			switch {
+			case a.want == "" && status != "succeeded":
+				t.Errorf("build %s, reason %q: want succeeded", status, reason)
+			case a.want != "" && (status != "failed" || !strings.Contains(reason, a.want)):
 				t.Errorf("build %s, reason %q: want failed, naming %s", status, reason, a.want)
 			}
 			if b, err := os.ReadFile(victim); err != nil || string(b) != original {
