@@ -308,6 +308,11 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 	d.hub.Metrics.Build(d.name, status, took)
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
+	if d.ctx.Err() != nil {
+		// Deleted (or Caddy stops): a deleted service's records are gone
+		// from the store and must not come back with this canceled build.
+		return
+	}
 	d.save(rec, info)
 	// After a failed build too: it leaves the layers of the steps it made.
 	go d.collectImages("build")

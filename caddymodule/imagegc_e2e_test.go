@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +175,33 @@ http://:{httpport} {
 	eventually(t, time.Minute, "the deleted service's build layers stay", func() bool { return len(podmanImages(t)) == before })
 	if !strings.Contains(c.logs(), `"msg":"removed images"`) || !strings.Contains(c.logs(), "freed_bytes") {
 		t.Errorf("no log of removed images and freed space")
+	}
+}
+
+// TestKeepImagesValidation: a bad keep_images stops the config with an
+// error that says what to use (before anything touches Podman).
+func TestKeepImagesValidation(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, file, config, want string }{
+		{"negative", "Caddyfile", "{\n\tadmin off\n\tpodcell {\n\t\tkeep_images -1\n\t}\n}\n:0 {\n\trespond ok\n}\n", `keep_images \"-1\": want a whole number >= 0`},
+		{"not a number", "Caddyfile", "{\n\tadmin off\n\tpodcell {\n\t\tkeep_images all\n\t}\n}\n:0 {\n\trespond ok\n}\n", `keep_images \"all\": want a whole number >= 0`},
+		{"no argument", "Caddyfile", "{\n\tadmin off\n\tpodcell {\n\t\tkeep_images\n\t}\n}\n:0 {\n\trespond ok\n}\n", "keep_images takes one argument"},
+		{"beyond the revisions", "caddy.json", `{"admin": {"disabled": true}, "apps": {"podcell": {"keep_images": 60, "data_dir": "` + dir + `/data"}}}`, "keep_images 60: use 0 to 49"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, tc.file)
+			os.WriteFile(file, []byte(tc.config), 0o644)
+			args := []string{"validate", "--config", file}
+			if tc.file == "Caddyfile" {
+				args = append(args, "--adapter", "caddyfile")
+			}
+			out, err := exec.Command(caddyBin, args...).CombinedOutput()
+			if err == nil {
+				t.Fatalf("caddy validate accepted it:\n%s", out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("caddy validate said:\n%s\nwant it to contain %q", tail(string(out), 5), tc.want)
+			}
+		})
 	}
 }
