@@ -73,7 +73,8 @@ func (b *Builder) RemoveImage(ctx context.Context, id string) ([]string, error) 
 }
 
 // layerLine is the line a build prints after each step with the (short)
-// ID of the image the step made or took from the cache.
+// ID of the image the step made or, right after a "--> Using cache <ID>"
+// line, took from the cache.
 var layerLine = regexp.MustCompile(`^--> ([0-9a-f]{11,64})$`)
 
 // LayerID returns the image ID (or its prefix) a build log line names as

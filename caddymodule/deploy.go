@@ -69,11 +69,12 @@ type buildRecord struct {
 	BuildInfo // guarded by the deployer's mu
 	imageID   string
 
-	mu      sync.Mutex
-	lines   []string
-	layers  []string      // the image IDs its log named, for the image collection
-	changed chan struct{} // closed and replaced on every new line
-	done    bool
+	mu        sync.Mutex
+	lines     []string
+	layers    []string      // the images its steps made (not from the cache), for the image collection
+	fromCache bool          // the last line said the next layer comes from the cache
+	changed   chan struct{} // closed and replaced on every new line
+	done      bool
 }
 
 const maxBuildLines = 10000
@@ -83,9 +84,12 @@ const maxBuildLayers = 1000
 
 func (b *buildRecord) addLine(line string) {
 	b.mu.Lock()
-	if id, ok := builder.LayerID(line); ok && len(b.layers) < maxBuildLayers {
+	// Only the layers the build made: one it took from the cache may be
+	// another service's, which that service's collection removes.
+	if id, ok := builder.LayerID(line); ok && !b.fromCache && len(b.layers) < maxBuildLayers {
 		b.layers = append(b.layers, id)
 	}
+	b.fromCache = strings.HasPrefix(line, "--> Using cache ")
 	if len(b.lines) < maxBuildLines {
 		b.lines = append(b.lines, line)
 	} else if len(b.lines) == maxBuildLines {

@@ -26,8 +26,10 @@ import (
 //     history (Podman removes with each image its intermediate layers that
 //     no other image shares, as `podman rmi` does);
 //   - the dangling layers its builds made (no name, no child: failed
-//     builds' steps), unless a build of any service runs: its newest layer
-//     looks the same until its next step builds on it.
+//     builds' steps; not the layers they took from the cache, which
+//     another service's build may have made and will remove), unless a
+//     build of any service runs: its newest layer looks the same until its
+//     next step builds on it.
 //
 // An image is a service's when every podcell build name it has had
 // (current names and names history) is of that service: an image two
@@ -166,8 +168,7 @@ func collectImages(ctx context.Context, b *builder.Builder, service string, keep
 	return res, errors.Join(errs...)
 }
 
-// layerIDs are the layers the build's log named (made or taken from the
-// cache).
+// layerIDs are the layers the build made, as its log named them.
 func (b *buildRecord) layerIDs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

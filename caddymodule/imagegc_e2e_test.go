@@ -84,7 +84,10 @@ http://:{httpport} {
 		hosts *.apps.localhost
 	}
 }`, withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"), withGlobal("keep_images 1"))
-	before := len(podmanImages(t))
+	before := map[string]bool{}
+	for _, img := range podmanImages(t) {
+		before[img.ID[:11]] = true
+	}
 	get := func() reply {
 		req, _ := http.NewRequest("GET", "http://"+c.http+"/", nil)
 		req.Host = svc + ".apps.localhost"
@@ -157,22 +160,45 @@ http://:{httpport} {
 	// After the rollback the window is v3 (serving) and v4 (the newest other).
 	eventually(t, time.Minute, "images after the rollback", func() bool { return len(serviceImages(t, svc)) == 2 })
 
-	// A failed build's finished steps leave layers: they go too.
-	settled := len(podmanImages(t))
-	id := deploy("broken", map[string]string{"requirements.txt": "this-package-does-not-exist==1.0\n"})
+	// A failed build's finished steps leave layers: they go too, and the
+	// cached layers it used (the kept images' parents) stay.
+	// (Named for the service: another test's broken build would be cached.)
+	id := deploy("broken", map[string]string{"requirements.txt": "this-package-does-not-exist-" + svc + "==1.0\n"})
 	if st, _ := c.buildStatus(svc, id); st != "failed" {
 		t.Fatalf("broken build: %s, want failed", st)
 	}
-	eventually(t, time.Minute, "the failed build's layers stay", func() bool { return len(podmanImages(t)) == settled })
+	made, cached := c.buildLayers(svc, id)
+	if len(made) == 0 || len(cached) == 0 {
+		t.Fatalf("the failed build's log names %d new and %d cached layers; want some of each", len(made), len(cached))
+	}
+	eventually(t, time.Minute, fmt.Sprintf("the failed build's layers %v stay", made), func() bool { return noneExists(made) })
+	for _, l := range cached {
+		if !imageExists(l) {
+			t.Errorf("cached layer %s, a parent of the kept images, was removed", l)
+		}
+	}
 	if r := get(); r.code != 200 || r.body != "v3" {
 		t.Errorf("after the failed build: %d %q, want v3 serving", r.code, r.body)
 	}
 
+	// Every layer a build of the service made (not there before the test).
+	var ours []string
+	for b := 1; b <= id; b++ {
+		made, cached := c.buildLayers(svc, b)
+		for _, l := range append(made, cached...) {
+			if !before[l] {
+				ours = append(ours, l)
+			}
+		}
+	}
 	if code, body := c.adminDo("DELETE", "/podcell/services/"+svc, ""); code != 204 {
 		t.Fatalf("delete: %d %s", code, body)
 	}
 	eventually(t, 2*time.Minute, "the deleted service's images stay", func() bool { return len(serviceImages(t, svc)) == 0 })
-	eventually(t, time.Minute, "the deleted service's build layers stay", func() bool { return len(podmanImages(t)) == before })
+	eventually(t, time.Minute, fmt.Sprintf("the deleted service's build layers %v stay", ours), func() bool { return noneExists(ours) })
+	if !imageExists("localhost/podcell-runtime:python3.11-debian") {
+		t.Errorf("the base image was removed")
+	}
 	if !strings.Contains(c.logs(), `"msg":"removed images"`) || !strings.Contains(c.logs(), "freed_bytes") {
 		t.Errorf("no log of removed images and freed space")
 	}
@@ -204,4 +230,42 @@ func TestKeepImagesValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// buildLayers are the layers a build's log names: those its steps made and
+// those they took from the cache.
+func (c *caddyProc) buildLayers(service string, build int) (made, cached []string) {
+	c.t.Helper()
+	code, body := c.adminDo("GET", fmt.Sprintf("/podcell/services/%s/builds/%d/log", service, build), "")
+	if code != 200 {
+		c.t.Fatalf("log of build %d: %d %s", build, code, body)
+	}
+	fromCache := false
+	for _, line := range strings.Split(body, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "--> Using cache ") {
+			fromCache = true
+			continue
+		}
+		if id, ok := strings.CutPrefix(line, "--> "); ok && len(id) == 11 {
+			if fromCache {
+				cached = append(cached, id)
+			} else {
+				made = append(made, id)
+			}
+		}
+		fromCache = false
+	}
+	return made, cached
+}
+
+func imageExists(ref string) bool { return exec.Command("podman", "image", "exists", ref).Run() == nil }
+
+func noneExists(refs []string) bool {
+	for _, r := range refs {
+		if imageExists(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -102,3 +102,23 @@ func TestLayerID(t *testing.T) {
 		}
 	}
 }
+
+// A build records the layers its steps made, not those from the cache.
+func TestBuildRecordsMadeLayers(t *testing.T) {
+	rec := &buildRecord{changed: make(chan struct{})}
+	for _, l := range []string{
+		"STEP 2/5: COPY bin /bin1",
+		"--> Using cache c974d954fe3c280bb8614e784f17635988b6c338dc380423a3a5dfba7006cf10",
+		"--> c974d954fe3",
+		"STEP 3/5: COPY a /a",
+		"--> 7bf1deeb2e4",
+		"STEP 4/5: LABEL x=y",
+		"COMMIT localhost/podcell-build/svc:abc",
+		"--> 5c3f497ae10",
+	} {
+		rec.addLine(l)
+	}
+	if got, want := rec.layerIDs(), []string{"7bf1deeb2e4", "5c3f497ae10"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("layers %v, want %v", got, want)
+	}
+}
