@@ -103,6 +103,12 @@ http://:{httpport} {
 	if code, body := c.adminDo("PUT", "/podcell/services/"+svc, spec); code != 201 {
 		t.Fatalf("declare: %d %s", code, body)
 	}
+	t.Cleanup(func() {
+		// A test that failed before the delete below leaves nothing either.
+		if code, _ := c.adminDo("DELETE", "/podcell/services/"+svc, ""); code == 204 {
+			eventually(t, 2*time.Minute, "images of "+svc+" stay", func() bool { return len(serviceImages(t, svc)) == 0 })
+		}
+	})
 	if r := get(); r.code != 200 || r.body != "v1" {
 		t.Fatalf("first request: %d %q %v", r.code, r.body, r.err)
 	}
