@@ -50,6 +50,8 @@ type Spec struct {
 	// script) or node server.js, as the runtime has them.
 	Start string
 	Port  int // the app listens on $PORT; default 8080
+	// Limits bound this build; zero fields take Options.Limits.
+	Limits Limits
 }
 
 // Validate checks the spec without touching the network or Podman.
@@ -74,6 +76,9 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	if s.Port < 1 || s.Port > 65535 {
 		return s, rt, &InputError{Field: "port", Value: strconv.Itoa(s.Port), Reason: "is out of range: use 1 to 65535"}
 	}
+	if err := s.Limits.Validate(); err != nil {
+		return s, rt, err
+	}
 	for _, f := range []struct{ name, v string }{{"build", s.Build}, {"start", s.Start}} {
 		if len(f.v) > 64<<10 {
 			return s, rt, &InputError{Field: f.name, Reason: "is too long (more than 64 KiB)"}
@@ -93,10 +98,15 @@ type Options struct {
 	BaseImages map[string]string
 	// TempDir holds the clones while they are built (default os.TempDir()).
 	TempDir string
-	// CloneTimeout bounds one clone (default 2m); BuildTimeout one image
-	// build (default 20m).
+	// CloneTimeout bounds one clone (default 2m).
 	CloneTimeout time.Duration
-	BuildTimeout time.Duration
+	// Limits bound each build's steps (memory, CPU, processes) and its
+	// wall clock; a Spec's own Limits override them field by field. Zero
+	// fields take the defaults: 2 GiB, 1 core, 1024 processes, 15m.
+	Limits Limits
+	// MaxBuilds bounds the builds (clone and image build) running at once
+	// (default 1); the others wait in one queue.
+	MaxBuilds int
 	// MaxClones bounds concurrent clones (default 2): go-git holds several
 	// times a repository's size in memory while cloning.
 	MaxClones int
@@ -107,6 +117,15 @@ type Options struct {
 	// User the app runs as (default "10001:10001"): it owns nothing in the
 	// image; only /tmp (a tmpfs at run time) is writable.
 	User string
+	// MaxRepoBytes bounds a repository (default DefaultMaxRepoBytes, 1 GiB;
+	// negative: no limit): the bytes its server may send for one clone or
+	// one Resolve, counted as they arrive (after HTTP decompression), and the
+	// total size of the files of the commit built, summed from the object
+	// headers before anything is checked out. MaxRepoFiles bounds the files
+	// and directories of that commit (default DefaultMaxRepoFiles, 200000;
+	// negative: no limit). Over a limit the clone stops with an *InputError.
+	MaxRepoBytes int64
+	MaxRepoFiles int
 }
 
 // Builder builds images from git repositories through one Podman API.
@@ -114,6 +133,8 @@ type Builder struct {
 	rt     *scaler.Podman
 	opts   Options
 	clones chan struct{}
+	queue  *buildQueue
+	cg     cgroupSupport
 }
 
 // ImageExists says whether Podman still has the image (a name or an ID).
@@ -135,8 +156,12 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.CloneTimeout <= 0 {
 		opts.CloneTimeout = 2 * time.Minute
 	}
-	if opts.BuildTimeout <= 0 {
-		opts.BuildTimeout = 20 * time.Minute
+	if err := opts.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	opts.Limits = opts.Limits.or(defaultLimits)
+	if opts.MaxBuilds <= 0 {
+		opts.MaxBuilds = 1
 	}
 	if opts.MaxClones <= 0 {
 		opts.MaxClones = 2
@@ -150,7 +175,13 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.User == "" {
 		opts.User = defaultRuntimeUser
 	}
-	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones)}, nil
+	if opts.MaxRepoBytes == 0 {
+		opts.MaxRepoBytes = DefaultMaxRepoBytes
+	}
+	if opts.MaxRepoFiles == 0 {
+		opts.MaxRepoFiles = DefaultMaxRepoFiles
+	}
+	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds)}, nil
 }
 
 // Result describes a built image.
@@ -201,6 +232,11 @@ type Step struct {
 // The lines are kept in the Result or, when the build fails, in the
 // *BuildError. Bad input gives an *InputError naming the field, before
 // anything is built.
+//
+// Builds wait in one queue for one of Options.MaxBuilds slots. Each RUN
+// step runs with Podman's capabilities cut to what package managers need
+// and under the build's Limits; a build stopped by a limit fails with a
+// *LimitError (inside the *BuildError) naming the option to raise.
 func (b *Builder) Build(ctx context.Context, spec Spec, tag string, logLine func(string)) (*Result, error) {
 	spec, rt, err := spec.normalize()
 	if err != nil {
@@ -211,6 +247,12 @@ func (b *Builder) Build(ctx context.Context, spec Spec, tag string, logLine func
 	}
 	log := newLogSink(logLine, b.opts.MaxLogLines)
 	defer log.close()
+	release, err := b.queue.acquire(ctx, spec.URL+"@"+refOrHead(spec.Ref)+" as "+tag, log)
+	if err != nil {
+		log.printf("==> Failed: %v", err)
+		return nil, err
+	}
+	defer release()
 	res, err := b.build(ctx, spec, rt, tag, log)
 	if err != nil {
 		// The streamed log ends with why; a BuildError's log has it already.
@@ -268,20 +310,55 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	for _, l := range strings.Split(strings.TrimSuffix(p.text, "\n"), "\n") {
 		log.printf("    %s", l)
 	}
-	cf := filepath.Join(dir, containerfileName)
-	if err := os.WriteFile(cf, []byte(p.text), 0o644); err != nil {
-		return nil, fmt.Errorf("builder: write Containerfile: %w", err)
+	ignored, err := ignorePatterns(&repoDir{dir: dir, root: spec.RootDir})
+	if err != nil {
+		return nil, err
 	}
+	// The build context is a tree made beside the checkout, never the
+	// checkout itself: nothing is written where the repository's links
+	// could redirect it (see buildContext).
+	ctxDir := filepath.Join(tmp, "context")
+	if err := buildContext(dir, spec.RootDir, ctxDir, containerfileName, []byte(p.text)); err != nil {
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("builder: make the build context: %w", err)
+	}
+	cf := filepath.Join(ctxDir, containerfileName)
 
 	if b.rt == nil {
 		return nil, errors.New("builder: no Podman runtime to build with")
 	}
 	steps := &stepTracker{purposes: p.purposes}
 	log.observe = steps.line
-	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), b.opts.BuildTimeout)
+	lim := spec.Limits.or(b.opts.Limits)
+	common := &define.CommonBuildOptions{
+		Memory:     int64(lim.MemoryMB) << 20,
+		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
+		CPUPeriod:  100000,
+		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	var cg *buildCgroup
+	stopping := false // cg.stop removes cg later
+	if ok, why := b.pidsCgroupSupport(ctx); !ok {
+		log.printf("==> Warning: on this host the build pids limit is not enforced and a timed-out step cannot be stopped (%s)", why)
+	} else if cg, err = newBuildCgroup(lim.Pids); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	} else {
+		defer func() {
+			if !stopping {
+				cg.remove()
+			}
+		}()
+		common.CgroupParent = cg.parent()
+	}
+	log.printf("==> Build limits: memory %s, %g CPU, %d processes, %s; capabilities %s",
+		formatMB(lim.MemoryMB), lim.CPUs, lim.Pids, lim.Timeout, strings.Join(buildCaps, " "))
+	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), lim.Timeout)
 	defer cancel()
 	report, err := images.Build(bctx, []string{cf}, types.BuildOptions{BuildOptions: define.BuildOptions{
-		ContextDirectory: dir,
+		ContextDirectory: ctxDir,
 		Output:           tag,
 		// Without an explicit format the API service (4.3) finds no layer in
 		// its cache: every step would run again.
@@ -292,15 +369,25 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		PullPolicy:              define.PullIfMissing,
 		// Excludes replaces the context's .containerignore/.dockerignore,
 		// so those patterns are read here and ours appended.
-		Excludes:        append(ignorePatterns(dir), ".git", containerfileName),
-		CommonBuildOpts: &define.CommonBuildOptions{},
+		Excludes:        append(ignored, ".git", containerfileName),
+		CommonBuildOpts: common,
 		Out:             log,
 		Err:             log,
 		ReportWriter:    log,
+
+		// RUN steps keep only what package managers need.
+		DropCapabilities: []string{"ALL"},
+		AddCapabilities:  buildCaps,
 	}})
 	log.flush()
 	finished := time.Now()
 	steps.finish(finished)
+	pidsHit := cg != nil && cg.hitLimit()
+	if bctx.Err() != nil && cg != nil {
+		stopping = true
+		cg.stop(time.Minute)
+		log.printf("==> Stopped the build's processes")
+	}
 	if err == nil && bctx.Err() != nil {
 		// The bindings end a canceled build without an error.
 		err = bctx.Err()
@@ -309,8 +396,19 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		err = errors.New("the build ended without an image ID")
 	}
 	if err != nil {
-		if errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w", b.opts.BuildTimeout, err)
+		timedOut := errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		switch {
+		case pidsHit && ctx.Err() == nil:
+			// A fork bomb that never ends also runs into the timeout.
+			if timedOut {
+				err = timeoutLimitError(lim, err)
+			}
+			err = pidsLimitError(lim, err)
+		case timedOut:
+			err = timeoutLimitError(lim, err)
+		case ctx.Err() != nil:
+		case killedByOOM(err):
+			err = memoryLimitError(lim, err)
 		}
 		be := &BuildError{Err: err}
 		if s := steps.current(); s != nil {
@@ -363,7 +461,7 @@ func (b *Builder) clone(ctx context.Context, src Source, dir string, log *logSin
 	defer func() { <-b.clones }()
 	ctx, cancel := context.WithTimeout(ctx, b.opts.CloneTimeout)
 	defer cancel()
-	commit, err := clone(ctx, src, dir, log)
+	commit, err := clone(ctx, src, dir, log, repoLimits{bytes: b.opts.MaxRepoBytes, files: b.opts.MaxRepoFiles})
 	log.flush()
 	return commit, err
 }
@@ -382,12 +480,16 @@ func validateTag(tag string) error {
 	return nil
 }
 
-// ignorePatterns reads the build context's .containerignore (or
-// .dockerignore), the patterns Podman would have applied on its own.
-func ignorePatterns(dir string) []string {
+// ignorePatterns reads the app's .containerignore (or .dockerignore), the
+// patterns Podman would have applied on its own. Like every file podcell
+// reads from a repository, it must be a regular file (see repoDir).
+func ignorePatterns(dir *repoDir) ([]string, error) {
 	for _, name := range []string{".containerignore", ".dockerignore"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
+		data := dir.read(name)
+		if dir.err != nil {
+			return nil, dir.err
+		}
+		if data == nil {
 			continue
 		}
 		var out []string
@@ -398,9 +500,9 @@ func ignorePatterns(dir string) []string {
 			}
 			out = append(out, l)
 		}
-		return out
+		return out, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func shortID(id string) string {

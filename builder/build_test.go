@@ -41,7 +41,7 @@ func newBuildEnv(t *testing.T) *buildEnv {
 	t.Helper()
 	f := repos(t)
 	rt := scalertest.Podman(t)
-	b, err := New(rt, Options{BaseImages: testBaseImages, CloneTimeout: time.Minute, BuildTimeout: 4 * time.Minute})
+	b, err := New(rt, Options{BaseImages: testBaseImages, CloneTimeout: time.Minute, Limits: Limits{Timeout: 4 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}

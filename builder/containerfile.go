@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -67,19 +65,20 @@ var (
 
 const pyprojectInstall = `python3 -c 'import subprocess, sys, tomllib; deps = tomllib.load(open("pyproject.toml", "rb")).get("project", {}).get("dependencies", []); print("pyproject.toml: %d dependencies" % len(deps)); deps and subprocess.check_call([sys.executable, "-m", "pip", "install", *deps])'`
 
-// generate writes the Containerfile for the app in dir (the build context).
+// generate writes the Containerfile for the app in dir, its directory in
+// the checkout. The files it reads or looks for there must be regular files
+// (see repoDir): a link or a special file in their place is an *InputError
+// naming it.
 func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user string) (*plan, error) {
 	p := &plan{}
-	have := func(name string) bool {
-		fi, err := os.Lstat(filepath.Join(dir, name))
-		return err == nil && fi.Mode().IsRegular()
-	}
-	pkg := readPackageJSON(dir)
+	r := &repoDir{dir: dir, root: spec.RootDir}
+	have := r.have
+	pkg := readPackageJSON(r)
 
 	var groups []installGroup
 	var build string
 	if strings.TrimSpace(spec.Build) == "" {
-		groups, build = detectInstall(dir, rt, have, pkg, p)
+		groups, build = detectInstall(r, rt, pkg, p)
 	} else {
 		groups, build = hoistInstall(spec.Build, have, pkg)
 		for _, g := range groups {
@@ -90,7 +89,10 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user
 	start := strings.TrimSpace(spec.Start)
 	if start == "" {
 		var how string
-		start, how = detectStart(dir, rt, have, pkg)
+		start, how = detectStart(r, rt, pkg)
+		if r.err != nil {
+			return nil, r.err
+		}
 		if start == "" {
 			where := "the repository root"
 			if spec.RootDir != "" {
@@ -101,6 +103,9 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user
 		p.notes = append(p.notes, fmt.Sprintf("start command: %s (from %s)", start, how))
 	}
 	p.start = start
+	if r.err != nil {
+		return nil, r.err
+	}
 
 	var b strings.Builder
 	add := func(purpose, format string, args ...any) {
@@ -169,14 +174,15 @@ func labelQuote(s string) string {
 
 // detectInstall picks the usual dependency installation for the files in
 // dir when the user gave no build command.
-func detectInstall(dir string, rt Runtime, have func(string) bool, pkg *packageJSON, p *plan) ([]installGroup, string) {
+func detectInstall(dir *repoDir, rt Runtime, pkg *packageJSON, p *plan) ([]installGroup, string) {
+	have := dir.have
 	var groups []installGroup
 	build := ""
 	if rt.Python {
 		switch {
 		case have("requirements.txt"):
 			g := installGroup{kind: "pip", files: []string{"requirements.txt"}, cmds: []string{"python3 -m pip install -r requirements.txt"}, early: true}
-			if !requirementsSelfContained(filepath.Join(dir, "requirements.txt")) {
+			if !requirementsSelfContained(dir.read("requirements.txt")) {
 				g.early = false
 				p.notes = append(p.notes, "dependencies are installed after the source is copied: "+requirementsHint)
 			}
@@ -336,9 +342,8 @@ func hoistable(cmd string, have func(string) bool, pkg *packageJSON) (installGro
 
 // requirementsSelfContained reports whether a requirements file installs
 // only from package indexes, without other files of the repository.
-func requirementsSelfContained(file string) bool {
-	data, err := os.ReadFile(file)
-	if err != nil {
+func requirementsSelfContained(data []byte) bool {
+	if data == nil {
 		return false
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -367,9 +372,11 @@ type packageJSON struct {
 	Main    string            `json:"main"`
 }
 
-func readPackageJSON(dir string) *packageJSON {
-	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err != nil {
+// readPackageJSON parses the app's package.json, or returns nil if it has
+// none or it is not valid JSON (npm then says why in the build log).
+func readPackageJSON(dir *repoDir) *packageJSON {
+	data := dir.read("package.json")
+	if data == nil {
 		return nil
 	}
 	var p packageJSON
@@ -391,9 +398,10 @@ func (p *packageJSON) hasInstallScripts() bool {
 }
 
 // detectStart finds the command that starts the app, and where it came from.
-func detectStart(dir string, rt Runtime, have func(string) bool, pkg *packageJSON) (cmd, from string) {
+func detectStart(dir *repoDir, rt Runtime, pkg *packageJSON) (cmd, from string) {
+	have := dir.have
 	if have("Procfile") {
-		if web := procfileWeb(filepath.Join(dir, "Procfile")); web != "" {
+		if web := procfileWeb(dir.read("Procfile")); web != "" {
 			return web, "Procfile web:"
 		}
 	}
@@ -457,11 +465,7 @@ func execStart(start string) string {
 }
 
 // procfileWeb returns the command of the Procfile's web process.
-func procfileWeb(file string) string {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
+func procfileWeb(data []byte) string {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		name, cmd, ok := strings.Cut(sc.Text(), ":")

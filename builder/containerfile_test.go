@@ -253,6 +253,40 @@ func TestGenerateNoStart(t *testing.T) {
 	}
 }
 
+// TestGenerateLinks: a file detection consults must be a regular file; one
+// it does not consult may be anything.
+func TestGenerateLinks(t *testing.T) {
+	rt, _ := LookupRuntime("python3.11-node")
+	for _, tc := range []struct {
+		name, link string
+		spec       Spec
+		refused    bool
+	}{
+		{name: "start file consulted", link: "main.py", refused: true},
+		{name: "lock file consulted", link: "package-lock.json", refused: true},
+		{name: "Procfile not consulted with a start command", link: "Procfile", spec: Spec{Start: "python3 main.py"}},
+		{name: "requirements.txt not consulted with a build command", link: "requirements.txt", spec: Spec{Build: "make", Start: "x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := appDir(t, map[string]string{"main.py": "", "package.json": "{}", "real": "web: python3 main.py\n"})
+			os.Remove(filepath.Join(dir, tc.link))
+			if err := os.Symlink("real", filepath.Join(dir, tc.link)); err != nil {
+				t.Fatal(err)
+			}
+			spec := tc.spec
+			spec.Port = 8080
+			_, err := generate(dir, rt, "x", false, spec, defaultRuntimeUser)
+			var ie *InputError
+			switch {
+			case tc.refused && (!errors.As(err, &ie) || ie.Field != "file" || ie.Value != tc.link):
+				t.Errorf("err = %v, want %s refused", err, tc.link)
+			case !tc.refused && err != nil:
+				t.Errorf("err = %v, want none", err)
+			}
+		})
+	}
+}
+
 func TestMultiLineCommands(t *testing.T) {
 	p := gen(t, map[string]string{}, "python3.11-debian", Spec{Build: "echo one\necho \"two\" && echo 'three'\n", Start: "echo a\nexec python3 -m http.server $PORT"})
 	if !strings.Contains(p.text, `RUN ["/bin/sh","-ec","echo one\necho \"two\" && echo 'three'"]`) {

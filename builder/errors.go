@@ -6,8 +6,10 @@ import (
 )
 
 // InputError is a problem with what the user asked to build: the field it
-// concerns (url, ref, root_dir, runtime, port, start, tag), the value given
-// and what is wrong with it. Nothing is built when it is returned.
+// concerns (url, ref, root_dir, runtime, port, start, tag, or file for a
+// file of the repository podcell refuses, Value then being its path in the
+// repository), the value given and what is wrong with it. Nothing is built
+// when it is returned.
 type InputError struct {
 	Field  string
 	Value  string

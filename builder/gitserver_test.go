@@ -32,6 +32,11 @@ import (
 type fixtureRepo struct {
 	server  *httptest.Server
 	A, B, F string // commit SHAs
+	root    string // the directory of the served repositories
+	git     *gitCmd
+	// handlers answer paths under /handler/<name>/ instead of git.
+	mu       sync.Mutex
+	handlers map[string]http.Handler
 }
 
 func (f *fixtureRepo) url(name string) string { return f.server.URL + "/" + name }
@@ -84,7 +89,7 @@ func makeFixture() (*fixtureRepo, error) {
 		"GIT_AUTHOR_NAME=podcell test", "GIT_AUTHOR_EMAIL=test@podcell.invalid",
 		"GIT_COMMITTER_NAME=podcell test", "GIT_COMMITTER_EMAIL=test@podcell.invalid",
 	}}
-	f := &fixtureRepo{}
+	f := &fixtureRepo{root: root, git: g, handlers: map[string]http.Handler{}}
 	g.run(dir, "init", "-q", "-b", "main", work)
 	g.copyDir("testdata/pyapp", work)
 	g.copyDir("testdata/nodeapp", filepath.Join(work, "apps", "node"))
@@ -140,6 +145,18 @@ func makeFixture() (*fixtureRepo, error) {
 			http.Error(w, "Authentication required", http.StatusUnauthorized)
 			return
 		}
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/handler/"); ok {
+			name, _, _ := strings.Cut(rest, "/")
+			f.mu.Lock()
+			h := f.handlers[name]
+			f.mu.Unlock()
+			if h == nil {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/notgit/") {
 			w.Header().Set("Content-Type", "text/html")
 			fmt.Fprint(w, "<html>a web page, not a repository</html>")
@@ -160,10 +177,7 @@ func (g *gitCmd) out(dir string, args ...string) string {
 	if g.err != nil {
 		return ""
 	}
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), g.env...)
-	out, err := cmd.CombinedOutput()
+	out, err := execGit(g, dir, args...).CombinedOutput()
 	if err != nil {
 		g.err = fmt.Errorf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -171,6 +185,13 @@ func (g *gitCmd) out(dir string, args ...string) string {
 }
 
 func (g *gitCmd) run(dir string, args ...string) { g.out(dir, args...) }
+
+func execGit(g *gitCmd, dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), g.env...)
+	return cmd
+}
 
 func (g *gitCmd) write(file, content string) {
 	if g.err != nil {
@@ -217,4 +238,53 @@ func (g *gitCmd) copyDir(src, dst string) {
 		g.write(filepath.Join(dst, rel), string(data))
 		return g.err
 	})
+}
+
+// serve commits what setup puts in a fresh work tree (setup gets the git
+// runner and the work tree's path; it may make the commit itself, e.g. by
+// hand with git commit-tree) and serves the result as a new repository. It returns the
+// repository's URL; the repository is removed when the test ends.
+func (f *fixtureRepo) serve(t testing.TB, name string, setup func(g *gitCmd, work string)) string {
+	t.Helper()
+	name = name + "-" + randHex(4) + ".git"
+	work := filepath.Join(t.TempDir(), "work")
+	g := &gitCmd{env: f.git.env}
+	g.run(filepath.Dir(work), "init", "-q", "-b", "main", work)
+	setup(g, work)
+	if g.err == nil && execGit(g, work, "rev-parse", "-q", "--verify", "HEAD").Run() != nil {
+		g.run(work, "add", "-A")
+		g.run(work, "commit", "-q", "-m", "hostile")
+	}
+	bare := filepath.Join(f.root, name)
+	g.run(filepath.Dir(work), "clone", "-q", "--bare", work, bare)
+	if g.err != nil {
+		t.Fatalf("repository %s: %v", name, g.err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bare) })
+	return f.url(name)
+}
+
+// handle serves h under /handler/<name>/ and returns that URL.
+func (f *fixtureRepo) handle(t testing.TB, name string, h http.Handler) string {
+	name = name + "-" + randHex(4)
+	f.mu.Lock()
+	f.handlers[name] = h
+	f.mu.Unlock()
+	t.Cleanup(func() {
+		f.mu.Lock()
+		delete(f.handlers, name)
+		f.mu.Unlock()
+	})
+	return f.server.URL + "/handler/" + name + "/repo.git"
+}
+
+func (g *gitCmd) symlink(target, link string) {
+	if g.err != nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		g.err = err
+		return
+	}
+	g.err = os.Symlink(target, link)
 }

@@ -13,11 +13,15 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/go-git/go-billy/v5"
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -182,8 +186,19 @@ func resolveRootDir(dir, root string) (string, error) {
 
 // clone checks out src (validated) into dir, a path that does not exist yet,
 // with the history cut to the one commit built, and returns that commit's
-// SHA. Progress and notes go to log, one line at a time.
-func clone(ctx context.Context, src Source, dir string, log io.Writer) (string, error) {
+// SHA. Progress and notes go to log, one line at a time. The server may send
+// at most lim.bytes (the clone stops when it sends more), and the commit's
+// files are checked against lim before any is written.
+func clone(ctx context.Context, src Source, dir string, log io.Writer, lim repoLimits) (string, error) {
+	ctx, rx := withReceiveLimit(ctx, lim.bytes)
+	commit, err := cloneLimited(ctx, src, dir, log, lim)
+	if err != nil && rx.exceeded() {
+		return "", repoTooLarge(src, fmt.Sprintf("its server sent more than %s for this commit", formatBytes(lim.bytes)))
+	}
+	return commit, err
+}
+
+func cloneLimited(ctx context.Context, src Source, dir string, log io.Writer, lim repoLimits) (string, error) {
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{src.URL}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{})
 	if err != nil {
@@ -200,14 +215,18 @@ func clone(ctx context.Context, src Source, dir string, log io.Writer) (string, 
 		fmt.Fprintf(log, "==> Cloning %s (%s)\n", src.URL, name)
 	default:
 		fmt.Fprintf(log, "==> Cloning %s (commit %s)\n", src.URL, src.Ref)
-		return fetchCommit(ctx, src, dir, log)
+		return fetchCommit(ctx, src, dir, log, lim)
 	}
-	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
+	st, wt := repoStorage(dir)
+	defer st.Close()
+	// No checkout yet: the commit's size is checked first.
+	repo, err := git.CloneContext(ctx, st, wt, &git.CloneOptions{
 		URL:           src.URL,
 		ReferenceName: name,
 		SingleBranch:  true,
 		Depth:         1,
 		Tags:          git.NoTags,
+		NoCheckout:    true,
 		Progress:      log,
 	})
 	if err != nil {
@@ -221,7 +240,29 @@ func clone(ctx context.Context, src Source, dir string, log io.Writer) (string, 
 	if err != nil {
 		return "", fmt.Errorf("clone %s: %w", src.URL, err)
 	}
+	if err := checkTreeSize(repo, commit, lim, src); err != nil {
+		return "", err
+	}
+	w, err := repo.Worktree()
+	if err != nil {
+		return "", err
+	}
+	// What go-git's clone does to check out.
+	if err := w.Reset(&git.ResetOptions{Mode: git.MergeReset, Commit: commit}); err != nil {
+		return "", fmt.Errorf("clone %s: check out %s: %w", src.URL, commit, err)
+	}
 	return commit.String(), nil
+}
+
+// repoStorage is where a clone into dir (a path that does not exist yet)
+// keeps its objects and files: what git.PlainInit sets up, with the pack's
+// file kept open and the object list cached (nothing else writes to it),
+// since checkTreeSize looks up every file's size in the pack. Close releases
+// the pack.
+func repoStorage(dir string) (*filesystem.Storage, billy.Filesystem) {
+	wt := osfs.New(dir)
+	dot, _ := wt.Chroot(git.GitDirName)
+	return filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true, ExclusiveAccess: true, LargeObjectThreshold: 1 << 20}), wt
 }
 
 // resolveRef finds what to clone for ref among the remote's refs: HEAD for
@@ -283,8 +324,10 @@ func listNames(kind string, names []string) string {
 // allow it (GitHub does) send just that commit; others (git upload-pack's
 // default) refuse to serve an unadvertised object, and then all branches
 // are fetched in full and the commit looked up among them.
-func fetchCommit(ctx context.Context, src Source, dir string, log io.Writer) (string, error) {
-	repo, err := git.PlainInit(dir, false)
+func fetchCommit(ctx context.Context, src Source, dir string, log io.Writer, lim repoLimits) (string, error) {
+	st, wt := repoStorage(dir)
+	defer st.Close()
+	repo, err := git.Init(st, wt)
 	if err != nil {
 		return "", err
 	}
@@ -300,7 +343,7 @@ func fetchCommit(ctx context.Context, src Source, dir string, log io.Writer) (st
 		Progress:   log,
 	})
 	if err != nil {
-		if ctx.Err() != nil || isRemoteAccessError(err) {
+		if ctx.Err() != nil || isRemoteAccessError(err) || receiveLimitFrom(ctx).exceeded() {
 			return "", remoteError(ctx, src, err)
 		}
 		fmt.Fprintf(log, "==> Fetching the commit alone failed (%v); fetching all branches to find it\n", err)
@@ -318,11 +361,14 @@ func fetchCommit(ctx context.Context, src Source, dir string, log io.Writer) (st
 	if err != nil {
 		return "", &InputError{Field: "ref", Value: src.Ref, Reason: "was not found: no branch of the repository contains this commit"}
 	}
-	wt, err := repo.Worktree()
+	if err := checkTreeSize(repo, commit.Hash, lim, src); err != nil {
+		return "", err
+	}
+	w, err := repo.Worktree()
 	if err != nil {
 		return "", err
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: commit.Hash, Force: true}); err != nil {
+	if err := w.Checkout(&git.CheckoutOptions{Hash: commit.Hash, Force: true}); err != nil {
 		return "", fmt.Errorf("check out %s: %w", src.Ref, err)
 	}
 	return commit.Hash.String(), nil
@@ -370,15 +416,20 @@ func remoteError(ctx context.Context, src Source, err error) error {
 }
 
 // Resolve returns the commit SHA that src's ref points to now, without
-// cloning: auto-deploy compares it with the last build's commit.
+// cloning: auto-deploy compares it with the last build's commit. The list of
+// refs the server sends counts against MaxRepoBytes as a clone's does.
 func (b *Builder) Resolve(ctx context.Context, src Source) (string, error) {
 	src, err := src.validate()
 	if err != nil {
 		return "", err
 	}
+	ctx, rx := withReceiveLimit(ctx, b.opts.MaxRepoBytes)
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{src.URL}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{})
 	if err != nil {
+		if rx.exceeded() {
+			return "", repoTooLarge(src, fmt.Sprintf("its server sent more than %s listing its refs", formatBytes(b.opts.MaxRepoBytes)))
+		}
 		return "", remoteError(ctx, src, err)
 	}
 	name, err := resolveRef(src.Ref, refs)

@@ -12,9 +12,14 @@ import (
 	"time"
 )
 
-// cloneInto clones src into a fresh directory and returns it, the commit
-// and the log.
+// cloneInto clones src into a fresh directory under the default repository
+// limits and returns it, the commit and the log.
 func cloneInto(t *testing.T, src Source) (dir, commit, log string, err error) {
+	t.Helper()
+	return cloneWithLimits(t, src, repoLimits{bytes: DefaultMaxRepoBytes, files: DefaultMaxRepoFiles})
+}
+
+func cloneWithLimits(t *testing.T, src Source, lim repoLimits) (dir, commit, log string, err error) {
 	t.Helper()
 	src, err = src.validate()
 	if err != nil {
@@ -25,7 +30,7 @@ func cloneInto(t *testing.T, src Source) (dir, commit, log string, err error) {
 	sink := newLogSink(func(l string) { lines = append(lines, l) }, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	commit, err = clone(ctx, src, dir, sink)
+	commit, err = clone(ctx, src, dir, sink, lim)
 	sink.flush()
 	return dir, commit, strings.Join(lines, "\n"), err
 }
@@ -192,7 +197,7 @@ func TestSourceErrors(t *testing.T) {
 
 func TestCloneBounds(t *testing.T) {
 	f := repos(t)
-	b, err := New(nil, Options{MaxClones: 1, CloneTimeout: 300 * time.Millisecond})
+	b, err := New(nil, Options{MaxClones: 1, CloneTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +218,13 @@ func TestCloneBounds(t *testing.T) {
 		t.Errorf("free slot: %v", err)
 	}
 
-	// A server that never answers: the clone times out.
+	// A server that never answers: the clone times out. (A separate
+	// builder: a real clone above can take longer than this timeout on a
+	// loaded machine.)
+	b, err = New(nil, Options{MaxClones: 1, CloneTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	defer hang.Close()
 	began := time.Now()

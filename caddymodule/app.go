@@ -50,8 +50,8 @@ type App struct {
 	// RuntimeImages overrides the base image of a builder runtime, e.g.
 	// {"python3.11-debian": "localhost/podcell-runtime:python3.11-debian"}.
 	RuntimeImages map[string]string `json:"runtime_images,omitempty"`
-	// BuildConcurrency bounds the git clones running at once (default 2);
-	// image builds themselves are not bounded.
+	// BuildConcurrency bounds the builds (clone and image build) running
+	// at once (default 1); the others wait in one queue.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
 	// KeepImages is how many images of a git service's earlier builds are
 	// kept besides the one serving, so rollback can reach them (newest
@@ -59,6 +59,20 @@ type App struct {
 	// build and rollback. Default 3 (DefaultKeepImages); 0 keeps only the
 	// serving image.
 	KeepImages *int `json:"keep_images,omitempty"`
+	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound every
+	// build's steps: memory (swap included), cores, processes and threads
+	// at once, and the image build's wall clock. Defaults: 2048 MB, 1 core,
+	// 1024, 15m. A git source can set its own.
+	BuildMemoryMB int            `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64        `json:"build_cpus,omitempty"`
+	BuildPids     int            `json:"build_pids,omitempty"`
+	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
+	// MaxRepoMB bounds a repository a build clones, in MiB: the bytes its
+	// server sends and the size of the files of the commit built (default
+	// 1024). MaxRepoFiles bounds that commit's files and directories
+	// (default 200000). Over either the clone stops, naming the limit.
+	MaxRepoMB    int `json:"max_repo_mb,omitempty"`
+	MaxRepoFiles int `json:"max_repo_files,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
 	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
@@ -144,16 +158,18 @@ type pooledService struct {
 	name    string
 }
 
+// Destruct removes the service when no config and no API declares it any
+// more. Its instances drain in the background: the caller holds the lock
+// that reloads and the admin API's changes take (a DELETE), or is Caddy's
+// reload itself, and a drain can last the service's drain_timeout.
 func (p pooledService) Destruct() error {
 	if p.closing.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if p.sc.Service(p.name) == nil {
 		return nil // declared by a config that never started
 	}
-	return p.sc.Remove(ctx, p.name)
+	return p.sc.RemoveInBackground(p.name)
 }
 
 func (a *App) Provision(ctx caddy.Context) error {
@@ -205,6 +221,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			KeepOnClose:           a.KeepOnStop,
 			Logger:                caddy.Log().Named("podcell"),
 			Observer:              hub,
+			// Only the config's env values are ever named for expansion.
+			Expand: expandPlaceholders,
 		})
 		if err != nil {
 			return nil, err
@@ -224,7 +242,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")
 	}
-	if a.builder, err = builder.New(pm, builder.Options{BaseImages: a.RuntimeImages, MaxClones: a.BuildConcurrency}); err != nil {
+	if a.MaxRepoMB < 0 || a.MaxRepoFiles < 0 {
+		return fmt.Errorf("podcell: max_repo_mb %d, max_repo_files %d: use positive numbers, or leave them out for the defaults (1024 MiB, 200000 files)", a.MaxRepoMB, a.MaxRepoFiles)
+	}
+	if a.builder, err = builder.New(pm, builder.Options{
+		BaseImages:   a.RuntimeImages,
+		MaxBuilds:    a.BuildConcurrency,
+		MaxClones:    a.BuildConcurrency,
+		Limits:       builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)},
+		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
+		MaxRepoFiles: a.MaxRepoFiles,
+	}); err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
 	if err := a.openScheduler(); err != nil {

@@ -35,6 +35,10 @@ func init() {
 //	    runtime_image <runtime> <image>
 //	    build_concurrency <n>
 //	    keep_images <n>
+//	    build_memory <size>
+//	    build_cpus <cores>
+//	    build_pids <n>
+//	    build_timeout <duration>
 //	    encryption_key_file <file>
 //	    encryption_key_env <NAME>
 //	    dashboard
@@ -99,6 +103,30 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.Errf("keep_images %q: want a whole number >= 0 (0 keeps only the serving image)", s)
 			}
 			app.KeepImages = &n
+		case "build_memory", "build_cpus", "build_pids", "build_timeout":
+			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
+				return nil, err
+			}
+		case "max_repo_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("max_repo_size takes one argument, e.g. max_repo_size 1GiB")
+			}
+			mb, err := parseMB(s)
+			if err != nil {
+				return nil, d.Errf("max_repo_size %q: %v", s, err)
+			}
+			app.MaxRepoMB = mb
+		case "max_repo_files":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("max_repo_files takes one argument, e.g. max_repo_files 200000")
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return nil, d.Errf("max_repo_files %q: want a whole number >= 1", s)
+			}
+			app.MaxRepoFiles = n
 		case "encryption_key_file":
 			if !d.AllArgs(&app.EncryptionKeyFile) {
 				return nil, d.Errf("encryption_key_file takes one argument, a file holding the store's key (32 bytes as hex)")
@@ -113,7 +141,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -135,6 +163,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    build <command>
 //	    start <command>
 //	    auto_deploy <interval>
+//	    build_memory <size>       # and build_cpus, build_pids, build_timeout
 //	    webhook <path> <secret>
 //	    command <arg...>
 //	    port <port>
@@ -257,10 +286,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "auto_deploy":
 			err = durArg(&h.git().PollInterval)
+		case "build_memory", "build_cpus", "build_pids", "build_timeout":
+			g := h.git()
+			err = parseBuildLimit(d, &g.BuildMemoryMB, &g.BuildCPUs, &g.BuildPids, &g.BuildTimeout)
 		case "webhook":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
-				return d.Errf("webhook takes a path and a secret: webhook /_podcell/deploy {$WEBHOOK_SECRET}")
+				return d.Errf("webhook takes a path and a secret: webhook /_podcell/deploy {env.WEBHOOK_SECRET}")
 			}
 			h.git().WebhookPath, h.git().WebhookSecret = args[0], args[1]
 		case "command":
@@ -349,7 +381,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
 	}
 	if h.Git != nil && h.Git.URL == "" {
-		return d.Errf("podcell %s: root, runtime, build and start need a git repository: git <url> [ref]", h.Service)
+		return d.Errf("podcell %s: root, runtime, build, start and the build_* limits need a git repository: git <url> [ref]", h.Service)
 	}
 	// Catch the rest of what the scaler or builder would refuse while we
 	// still know the line.
@@ -424,6 +456,47 @@ func (h *Handler) git() *gitSource {
 		h.Git = new(gitSource)
 	}
 	return h.Git
+}
+
+// parseBuildLimit parses one of build_memory <size>, build_cpus <cores>,
+// build_pids <n> and build_timeout <duration> into its field. The
+// bounds are checked by builder.Limits.Validate at provision time (and
+// for a handler, by its Validate below).
+func parseBuildLimit(d *caddyfile.Dispenser, memMB *int, cpus *float64, pids *int, timeout *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.Errf("%s takes one argument, e.g. %s", name, map[string]string{
+			"build_memory": "build_memory 2GiB", "build_cpus": "build_cpus 1",
+			"build_pids": "build_pids 1024", "build_timeout": "build_timeout 15m"}[name])
+	}
+	switch name {
+	case "build_memory":
+		mb, err := parseMB(s)
+		if err != nil {
+			return d.Errf("build_memory %q: %v", s, err)
+		}
+		*memMB = mb
+	case "build_cpus":
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v <= 0 {
+			return d.Errf("build_cpus %q: want a positive number of cores such as 1 or 0.5", s)
+		}
+		*cpus = v
+	case "build_pids":
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return d.Errf("build_pids %q: want a whole number such as 1024", s)
+		}
+		*pids = n
+	case "build_timeout":
+		v, err := caddy.ParseDuration(s)
+		if err != nil || v <= 0 {
+			return d.Errf("build_timeout %q: want a positive duration such as 15m", s)
+		}
+		*timeout = caddy.Duration(v)
+	}
+	return nil
 }
 
 // parseMB reads a memory size in MiB. "MB" means MiB, as in Podman's and

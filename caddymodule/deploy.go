@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +62,9 @@ type deployer struct {
 	// recordRevision is the running config's: it notes a deployed config
 	// in the store's revision history.
 	recordRevision func(cfg scaler.ServiceConfig, reason string, build int)
+	// deliveries are the webhooks that deployed; in memory only (the
+	// webhook section of docs/configuration.md says why).
+	deliveries deliveryLog
 }
 
 // buildRecord is one build: its state and its log, which followers can
@@ -230,6 +234,59 @@ func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serv
 		d.deploy("config")
 	}
 	return nil
+}
+
+// webhookDeploy deploys for a verified webhook delivery unless its id or
+// its body's digest was seen before.
+func (d *deployer) webhookDeploy(delivery, digest string) (int, bool) {
+	d.mu.Lock()
+	first := d.deliveries.add(delivery, digest)
+	d.mu.Unlock()
+	if !first {
+		return 0, true
+	}
+	return d.deploy("webhook"), false
+}
+
+// deliveryLog remembers recent webhook deliveries by id and by body
+// digest, the last keptDeliveries at least.
+type deliveryLog struct {
+	seen  map[string]bool
+	order []string
+}
+
+// keptDeliveries bounds the webhook deliveries a deployer remembers.
+const keptDeliveries = 500
+
+// add records a delivery and reports whether it is new: neither its id
+// nor its digest was seen. An empty id is not recorded.
+func (l *deliveryLog) add(delivery, digest string) bool {
+	keys := []string{"body:" + digest}
+	if delivery != "" {
+		keys = append(keys, "id:"+delivery)
+	}
+	for _, k := range keys {
+		if l.seen[k] {
+			return false
+		}
+	}
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	for _, k := range keys {
+		l.seen[k] = true
+		l.order = append(l.order, k)
+	}
+	// Forget in batches, so most deliveries copy nothing: at least the
+	// last keptDeliveries (two keys each) stay.
+	if len(l.order) > 4*keptDeliveries {
+		n := len(l.order) - 2*keptDeliveries
+		for _, k := range l.order[:n] {
+			delete(l.seen, k)
+		}
+		l.order = slices.Clone(l.order[n:])
+	}
+	return true
 }
 
 // deploy starts a build unless one runs; then it runs another one after.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -272,6 +273,9 @@ func TestDeployNodeByPollAndWebhook(t *testing.T) {
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:node20-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Node runtime image is missing: run make base-images")
 	}
+	// The webhook secret comes from Caddy's environment, not the config.
+	hookSecret := fmt.Sprintf("hook-%d", time.Now().UnixNano())
+	t.Setenv("PODCELL_E2E_HOOK", hookSecret)
 	repo := newGitRepo(t)
 	repo.commit("n1", map[string]string{
 		"server.js":         nodeServer,
@@ -285,7 +289,7 @@ http://{http} {
 		git REPO main
 		runtime node20-debian
 		auto_deploy 2s
-		webhook /_hook s3cret
+		webhook /_hook {env.PODCELL_E2E_HOOK}
 		pause_after off
 		queue_timeout 2m
 	}
@@ -298,35 +302,73 @@ http://{http} {
 	repo.commit("n2", map[string]string{"message.txt": "n2"})
 	eventually(t, 2*time.Minute, "polling did not deploy the new commit", func() bool { return c.get("/").body == "n2" })
 
-	// A webhook with a wrong signature is refused; a signed one deploys.
-	hook := func(secret string) int {
-		body := `{"ref":"refs/heads/main"}`
+	// A webhook with a wrong signature is refused. Of the signed ones, only
+	// a push to main deploys, and only once per delivery: other events,
+	// pushes elsewhere and redeliveries are acknowledged and build nothing.
+	hook := func(secret, event, delivery, body string) (int, string) {
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write([]byte(body))
 		req, _ := http.NewRequest("POST", "http://"+c.http+"/_hook", strings.NewReader(body))
-		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-GitHub-Delivery", delivery)
 		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
-	if code := hook("wrong"); code != http.StatusUnauthorized {
-		t.Errorf("webhook with a bad signature: %d, want 401", code)
+	type buildInfo struct {
+		Trigger string `json:"trigger"`
+		Status  string `json:"status"`
 	}
-	if code := hook("s3cret"); code != http.StatusAccepted {
-		t.Errorf("signed webhook: %d, want 202", code)
+	builds := func() []buildInfo {
+		var list []buildInfo
+		if code := c.adminJSON("GET", "/podcell/services/nodeapp/builds", &list); code != 200 {
+			t.Fatalf("GET builds: %d", code)
+		}
+		return list
 	}
-	var st deployState
-	c.adminJSON("GET", "/podcell/services/nodeapp", &st)
+	before := len(builds())
+	push := `{"ref":"refs/heads/main","repository":{"default_branch":"main"}}`
+	if code, _ := hook("s3cret", "push", "d-0", push); code != http.StatusUnauthorized {
+		t.Errorf("webhook signed with the config's placeholder text instead of the secret: %d, want 401", code)
+	}
+	for _, h := range []struct{ event, body string }{
+		{"star", `{"action":"created","ref":"refs/heads/main"}`},
+		{"issues", `{"action":"opened","issue":{"number":1}}`},
+		{"pull_request", `{"action":"opened","ref":"refs/heads/main","pull_request":{"head":{"ref":"main"}}}`},
+		{"push", `{"ref":"refs/heads/other","repository":{"default_branch":"main"}}`},
+		{"push", `{"repository":{"default_branch":"main"}}`},
+	} {
+		if code, body := hook(hookSecret, h.event, "d-"+h.event+h.body[:12], h.body); code != http.StatusOK || !strings.HasPrefix(body, "ignored:") {
+			t.Errorf("%s %s: %d %q, want 200 ignored", h.event, h.body, code, body)
+		}
+	}
+	if code, body := hook(hookSecret, "push", "d-1", push); code != http.StatusAccepted {
+		t.Errorf("signed push to main: %d %q, want 202", code, body)
+	}
+	for range 3 {
+		if code, body := hook(hookSecret, "push", "d-1", push); code != http.StatusOK || !strings.Contains(body, "deployed before") {
+			t.Errorf("redelivery: %d %q, want 200 ignored", code, body)
+		}
+	}
+	after := builds()
 	var triggers []string
-	for _, b := range st.Deploy.Builds {
+	for _, b := range after {
 		triggers = append(triggers, b.Trigger+":"+b.Status)
 	}
 	t.Logf("builds: %v", triggers)
-	if got := strings.Join(triggers, " "); !strings.Contains(got, "poll:succeeded") || !strings.Contains(got, "webhook:") {
-		t.Errorf("builds %v: want a deploy by polling and one by the webhook", triggers)
+	if len(after) != before+1 || after[len(after)-1].Trigger != "webhook" {
+		t.Errorf("builds %v: want exactly one more than the %d before, by the webhook", triggers, before)
 	}
+	if got := strings.Join(triggers, " "); !strings.Contains(got, "poll:succeeded") {
+		t.Errorf("builds %v: want a deploy by polling", triggers)
+	}
+	eventually(t, 2*time.Minute, "the webhook's build did not finish", func() bool {
+		l := builds()
+		return l[len(l)-1].Status != "running"
+	})
 }

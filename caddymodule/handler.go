@@ -75,7 +75,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.suffixes = append(h.suffixes, suffix)
 	}
 	if h.Service != "" {
-		if h.ref, err = h.app.declare(h.ServiceSpec.config(h.Service), h.Git, h.Cron); err != nil {
+		// Only here, for what the config's author wrote, do placeholders
+		// resolve: never for the admin API's values (placeholders.go).
+		cfg := h.ServiceSpec.config(h.Service)
+		if err := resolveConfigSecrets(&cfg, h.Git); err != nil {
+			return fmt.Errorf("podcell service %s: %w", h.Service, err)
+		}
+		if h.ref, err = h.app.declare(cfg, h.Git, h.Cron); err != nil {
 			return err
 		}
 	}
@@ -147,7 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Only podcell's own scheduled calls carry these, so that a service
 	// can trust them: an outside caller must not pose as the scheduler.
 	for k := range r.Header {
-		if len(k) >= len(cronHeaderPrefix) && strings.EqualFold(k[:len(cronHeaderPrefix)], cronHeaderPrefix) {
+		if isCronHeader(k) {
 			delete(r.Header, k)
 		}
 	}
@@ -167,6 +173,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // cronHeaderPrefix starts the names of the headers of a scheduled call.
 const cronHeaderPrefix = "Podcell-Cron"
+
+// isCronHeader says whether an app could take header name k for one of
+// the scheduler's headers. Servers map names to variables loosely: CGI,
+// WSGI and PHP turn '-' (and some '.' or '_') into '_' and ignore case, so
+// Podcell_Cron_Secret and podcell.cron-secret reach an app as the same
+// HTTP_PODCELL_CRON_SECRET as Podcell-Cron-Secret. Any character other
+// than a letter or a digit therefore matches any other; case is ignored.
+// It allocates nothing: it runs for every header of every request.
+func isCronHeader(k string) bool {
+	if len(k) < len(cronHeaderPrefix) {
+		return false
+	}
+	for i := 0; i < len(cronHeaderPrefix); i++ {
+		c, want := k[i], cronHeaderPrefix[i]
+		if want == '-' {
+			if isAlnum(c) {
+				return false
+			}
+			continue
+		}
+		if c|0x20 != want|0x20 {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
+}
 
 // serve is a service's request path, for user traffic and scheduled calls
 // alike: it takes an instance from the scaler (starting or resuming one,
@@ -221,7 +257,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // proxy takes an instance of ref's service and proxies the request to it.
 func proxy(w *statusWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
-		return serveWebhook(w, r, ref)
+		return serveWebhook(w, r, ref.src, ref.dep)
 	}
 	svc := ref.svc.Load()
 	if svc == nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -38,8 +39,20 @@ type gitSource struct {
 	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
 	// WebhookPath, on this route, accepts GitHub push webhooks signed with
 	// WebhookSecret (X-Hub-Signature-256) and redeploys.
+	// WebhookSecret may be a placeholder ({env.NAME}, {file./path}) in a
+	// config, so the config does not hold it (placeholders.go).
 	WebhookPath   string `json:"webhook_path,omitempty"`
 	WebhookSecret string `json:"webhook_secret,omitempty"`
+	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound this
+	// service's builds, overriding the app's (zero: the app's).
+	BuildMemoryMB int            `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64        `json:"build_cpus,omitempty"`
+	BuildPids     int            `json:"build_pids,omitempty"`
+	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
+
+	// secret is the key webhooks are verified with: WebhookSecret resolved
+	// for a service the config declares, as it is for the admin API's.
+	secret string
 }
 
 func sameSource(a, b *gitSource) bool {
@@ -56,6 +69,8 @@ func (g *gitSource) spec(port int) builder.Spec {
 		Build:   g.Build,
 		Start:   g.Start,
 		Port:    port,
+		Limits: builder.Limits{MemoryMB: g.BuildMemoryMB, CPUs: g.BuildCPUs, Pids: g.BuildPids,
+			Timeout: time.Duration(g.BuildTimeout)},
 	}
 }
 
@@ -101,9 +116,29 @@ func (a *App) loadDeployer(ref *serviceRef) (*deployer, error) {
 	return val.(pooledDeployer).d, nil
 }
 
-// serveWebhook handles a GitHub push webhook: it checks the HMAC signature
-// and, for a push to the deployed branch, starts a deploy.
-func serveWebhook(w http.ResponseWriter, r *http.Request, ref *serviceRef) error {
+// webhookDeployer is what a verified webhook may do to a service: start a
+// deploy, once per delivery. The service's deployer is one; tests use a fake.
+type webhookDeployer interface {
+	// webhookDeploy starts a deploy unless the delivery id or the body
+	// digest was seen before; seen reports a repeat (and nothing started).
+	webhookDeploy(delivery, digest string) (build int, seen bool)
+}
+
+// pushEvent is what podcell reads of a GitHub push payload.
+type pushEvent struct {
+	Ref        string `json:"ref"`
+	Deleted    bool   `json:"deleted"`
+	Repository struct {
+		DefaultBranch string `json:"default_branch"`
+	} `json:"repository"`
+}
+
+// serveWebhook handles a GitHub webhook. The signature is checked first;
+// then only a push to the deployed ref starts a deploy, and only once per
+// delivery. Every other signed event is acknowledged with 200 and a body
+// that says why nothing was deployed, so GitHub's delivery log shows it
+// and does not count it as a failure.
+func serveWebhook(w http.ResponseWriter, r *http.Request, src *gitSource, dep webhookDeployer) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		w.WriteHeader(http.StatusMethodNotAllowed)
@@ -114,33 +149,76 @@ func serveWebhook(w http.ResponseWriter, r *http.Request, ref *serviceRef) error
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return nil
 	}
+	if src.secret == "" {
+		// Never verify against an empty key: anyone could sign with it.
+		http.Error(w, "webhook secret not loaded", http.StatusServiceUnavailable)
+		return nil
+	}
 	sig := strings.TrimPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256=")
-	mac := hmac.New(sha256.New, []byte(ref.src.WebhookSecret))
+	mac := hmac.New(sha256.New, []byte(src.secret))
 	mac.Write(body)
 	want := hex.EncodeToString(mac.Sum(nil))
 	if !hmac.Equal([]byte(sig), []byte(want)) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return nil
 	}
-	if ev := r.Header.Get("X-GitHub-Event"); ev == "ping" {
+	ignored := func(format string, args ...any) error {
+		fmt.Fprintf(w, "ignored: "+format+"\n", args...)
+		return nil
+	}
+	switch ev := r.Header.Get("X-GitHub-Event"); ev {
+	case "ping":
 		fmt.Fprintln(w, "pong")
 		return nil
+	case "push":
+	case "":
+		return ignored("no X-GitHub-Event header; only push events deploy")
+	default:
+		return ignored("%q event; only push events deploy", ev)
 	}
-	var push struct {
-		Ref string `json:"ref"`
-	}
-	json.Unmarshal(body, &push)
-	if ref.src.Ref != "" && push.Ref != "" && push.Ref != "refs/heads/"+ref.src.Ref && push.Ref != "refs/tags/"+ref.src.Ref {
-		fmt.Fprintf(w, "ignored: push to %s, deployed ref is %s\n", push.Ref, ref.src.Ref)
+	var push pushEvent
+	if err := json.Unmarshal(body, &push); err != nil {
+		http.Error(w, "push payload is not JSON: "+err.Error()+" (set the webhook's content type to application/json)", http.StatusBadRequest)
 		return nil
 	}
-	d := ref.dep
-	if d == nil {
-		http.Error(w, "service not deployed yet", http.StatusServiceUnavailable)
-		return nil
+	if reason := src.pushIgnored(push); reason != "" {
+		return ignored("%s", reason)
 	}
-	id := d.deploy("webhook")
+	// The delivery id is not signed: a replay can change it. The body is,
+	// so its digest (the signature) catches a replayed payload whatever
+	// its delivery header says.
+	build, seen := dep.webhookDeploy(r.Header.Get("X-GitHub-Delivery"), want)
+	if seen {
+		return ignored("this delivery was deployed before (a redelivery or a replay)")
+	}
 	w.WriteHeader(http.StatusAccepted)
-	fmt.Fprintf(w, "build %d\n", id)
+	fmt.Fprintf(w, "build %d\n", build)
 	return nil
 }
+
+// pushIgnored says why a push does not deploy the service; "" if it does.
+// A push deploys when its ref is the branch or tag the service builds or,
+// with no ref configured, the repository's default branch.
+func (g *gitSource) pushIgnored(push pushEvent) string {
+	switch {
+	case push.Ref == "":
+		return "push event without a ref"
+	case push.Deleted:
+		return fmt.Sprintf("push deletes %s", push.Ref)
+	case fullSHA.MatchString(g.Ref):
+		return fmt.Sprintf("the service builds commit %s, which no push moves", g.Ref)
+	case g.Ref != "":
+		if push.Ref == "refs/heads/"+g.Ref || push.Ref == "refs/tags/"+g.Ref {
+			return ""
+		}
+		return fmt.Sprintf("push to %s; the service builds %s", push.Ref, g.Ref)
+	case push.Repository.DefaultBranch == "":
+		return fmt.Sprintf("push to %s names no repository.default_branch, which the service builds (set a ref in its git line)", push.Ref)
+	case push.Ref != "refs/heads/"+push.Repository.DefaultBranch:
+		return fmt.Sprintf("push to %s; the service builds the default branch %s", push.Ref, push.Repository.DefaultBranch)
+	}
+	return ""
+}
+
+// fullSHA matches a commit SHA, which the builder takes as a ref.
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)

@@ -159,6 +159,10 @@ func (a *App) loadAPIServices() error {
 
 // addAPIServiceLocked declares and applies a service the admin API stored.
 func (a *App) addAPIServiceLocked(name string, spec ServiceSpec, reason string) error {
+	if spec.Git != nil {
+		// Literally: the API's values are never placeholders (placeholders.go).
+		spec.Git.secret = spec.Git.WebhookSecret
+	}
 	ref, err := a.declareLocked(spec.config(name), spec.Git, spec.Cron, &spec)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/scaler"
 )
 
 // adminDo sends body (if not "") to the admin API and returns the status
@@ -365,4 +368,81 @@ http://:{httpport} {
 		t.Errorf("after delete: %d, want 404", r.code)
 	}
 	eventually(t, 60*time.Second, "the deleted service's containers stay", func() bool { return c.containers("running", "paused", "created") == 0 })
+}
+
+// TestDeleteDrainsInTheBackground: a DELETE of a service with a request in
+// flight and an hour of drain_timeout (settable through the API) answers
+// at once; a config reload and another service's declaration go through
+// while the request still runs; the request ends well, then the instance goes.
+func TestDeleteDrainsInTheBackground(t *testing.T) {
+	site := `
+http://:{httpport} {
+	podcell {
+		hosts *.apps.localhost
+	}
+}`
+	c := startCaddy(t, site)
+	if code, body := c.adminDo("PUT", "/podcell/services/slowdrain", `{"image": "`+c.image+`", "pause_after": -1, "drain_timeout": "1h"}`); code != 201 {
+		t.Fatalf("declare: %d %s", code, body)
+	}
+	slow := make(chan reply, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+c.http+"/sleep?d=8s", nil)
+		req.Host = "slowdrain.apps.localhost"
+		resp, err := client.Do(req)
+		if err != nil {
+			slow <- reply{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		slow <- reply{code: resp.StatusCode, body: string(b)}
+	}()
+	eventually(t, 30*time.Second, "the slow request in flight", func() bool {
+		var st struct {
+			Inflight int `json:"inflight"`
+		}
+		c.adminJSON("GET", "/podcell/services/slowdrain", &st)
+		return st.Inflight == 1
+	})
+
+	inFlight := func(what string) {
+		t.Helper()
+		select {
+		case r := <-slow:
+			t.Fatalf("%s only after the in-flight request ended (%d %q %v)", what, r.code, r.body, r.err)
+		default:
+		}
+	}
+	if code, body := c.adminDo("DELETE", "/podcell/services/slowdrain", ""); code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	inFlight("DELETE answered")
+	if code, body := c.adminDo("PUT", "/podcell/services/other", `{"image": "`+c.image+`", "pause_after": -1}`); code != 201 {
+		t.Fatalf("declare another service during the drain: %d %s", code, body)
+	}
+	inFlight("another service's PUT answered")
+	c.load(site)
+	inFlight("the config reload answered")
+
+	select {
+	case r := <-slow:
+		if r.err != nil || r.code != 200 || !strings.HasPrefix(r.body, "slept 8s") {
+			t.Fatalf("the drained request: %d %q %v, want 200 slept", r.code, r.body, r.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the in-flight request never ended")
+	}
+	eventually(t, 60*time.Second, "the deleted service's container removed", func() bool {
+		list, err := c.rt.List(context.Background(), scaler.LabelOwner, c.owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ct := range list {
+			if ct.Labels[scaler.LabelService] == "slowdrain" {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,12 @@ type ServiceConfig struct {
 	Command []string          // overrides the image's entrypoint and command
 	Port    int               // port the app listens on; exported as $PORT (default 8080)
 	Env     map[string]string // extra env vars; PORT is always set by podcell
+	// ExpandEnv names the Env entries whose values are templates that
+	// Options.Expand resolves each time a container is created (podcell:
+	// {env.NAME} and {file./path} placeholders). Only a value the host's
+	// admin wrote may be named here: resolving reads the host. Env and
+	// revisions keep the template, never what it resolves to.
+	ExpandEnv []string
 
 	MemoryMB  int   // 128..7076 (default 256); CPU follows memory, see LimitsFor
 	TmpMB     int   // /tmp tmpfs size cap (default 64, at most MemoryMB)
@@ -98,6 +105,11 @@ func (c ServiceConfig) Validate() error {
 			return fmt.Errorf("service %s: env PORT is set by podcell from the port option; set port instead", c.Name)
 		}
 	}
+	for _, k := range c.ExpandEnv {
+		if _, ok := c.Env[k]; !ok {
+			return fmt.Errorf("service %s: ExpandEnv names %q, which Env does not set", c.Name, k)
+		}
+	}
 	if c.MinInstances < 0 {
 		return fmt.Errorf("service %s: min_instances %d is negative: use 0 or more", c.Name, c.MinInstances)
 	}
@@ -147,6 +159,12 @@ func (c ServiceConfig) Revision() string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(h, "env %q=%q\n", k, c.Env[k])
+	}
+	// Resolved or literal is a different container env; a config without
+	// templates keeps the revision it had before ExpandEnv existed.
+	expand := slices.Sorted(slices.Values(c.ExpandEnv))
+	for _, k := range slices.Compact(expand) {
+		fmt.Fprintf(h, "expand %q\n", k)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

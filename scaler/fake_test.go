@@ -23,6 +23,7 @@ type fakeRuntime struct {
 	autoReady  bool
 	logs       []string                 // what Logs returns for every container
 	createGate chan struct{}            // when set, Create waits until it is closed
+	createErr  error                    // when set, Create fails with it (counted)
 	stopGates  map[string]chan struct{} // Stop of these containers waits until closed
 	nextID     int
 	containers map[string]*fakeContainer
@@ -130,6 +131,13 @@ func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) (string, e
 	if gate != nil {
 		<-gate
 	}
+	f.mu.Lock()
+	if err := f.createErr; err != nil {
+		f.calls.Create++
+		f.mu.Unlock()
+		return "", err
+	}
+	f.mu.Unlock()
 	// Reserve a port nobody listens on until the container is ready.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

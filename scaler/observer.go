@@ -11,7 +11,9 @@ type Observer interface {
 	// InstanceStarted: a container started and its app answers. took runs
 	// from the start call (or the create, without a standby) to ready.
 	InstanceStarted(service, id string, took time.Duration)
-	// InstanceStartFailed: a start gave up; id is "" if no container was made.
+	// InstanceStartFailed: a start gave up; id is "" if no container was
+	// made. A streak of failed standby creates (a missing image) reports
+	// once, at its first failure; the retries back off quietly.
 	InstanceStartFailed(service, id string, err *StartError)
 	// InstanceResumed: a paused instance serves again after took.
 	InstanceResumed(service, id string, took time.Duration)

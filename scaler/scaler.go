@@ -38,6 +38,11 @@ type Options struct {
 	// Observer, if set, is told of instance starts, pauses, crashes, scaling
 	// and queued requests.
 	Observer Observer
+	// Expand resolves the env values a service's ExpandEnv names, when
+	// each container is created, so a rotated secret reaches the next
+	// instances and the config never holds it. An error fails that start
+	// (or standby). Nil: a service with ExpandEnv cannot start.
+	Expand func(value string) (string, error)
 }
 
 // Scaler owns the services and their containers.
@@ -51,6 +56,8 @@ type Scaler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// removing tracks the services RemoveInBackground drains; Close waits.
+	removing sync.WaitGroup
 
 	mu       sync.RWMutex
 	services map[string]*Service
@@ -176,6 +183,37 @@ func (s *Scaler) Remove(ctx context.Context, name string) error {
 	return svc.shutdown(ctx, false)
 }
 
+// RemoveInBackground forgets a service at once, as Remove does (a new
+// Apply of the name makes a new service), and drains and removes its
+// instances in the background: a drain_timeout the admin API set to an
+// hour must not hold up the caller (a DELETE holding the lock that config
+// reloads and other API calls need). The drain gets its drain_timeout;
+// the engine calls after it a minute more. Close waits for these removals.
+func (s *Scaler) RemoveInBackground(name string) error {
+	s.mu.Lock()
+	svc := s.services[name]
+	delete(s.services, name)
+	if svc != nil {
+		s.removing.Add(1)
+	}
+	s.mu.Unlock()
+	if svc == nil {
+		return fmt.Errorf("service %q does not exist", name)
+	}
+	svc.mu.Lock()
+	timeout := svc.cfg.DrainTimeout + svc.cfg.StopGrace + time.Minute
+	svc.mu.Unlock()
+	go func() {
+		defer s.removing.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), timeout)
+		defer cancel()
+		if err := svc.shutdown(ctx, false); err != nil {
+			s.log.Warn("removing a service", zap.String("service", name), zap.Error(err))
+		}
+	}()
+	return nil
+}
+
 // Close stops every service. Their containers are removed unless the
 // scaler was told to keep them; waiting requests fail with ErrClosed.
 func (s *Scaler) Close(ctx context.Context) error {
@@ -198,6 +236,13 @@ func (s *Scaler) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	removed := make(chan struct{})
+	go func() { s.removing.Wait(); close(removed) }()
+	select {
+	case <-removed:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("services removed in the background still draining: %w", ctx.Err()))
+	}
 	s.cancel()
 	s.wg.Wait()
 	return errors.Join(errs...)
@@ -269,10 +314,21 @@ func (s *Scaler) containerName(service string) string {
 	return s.opts.Owner + "-" + service + "-" + hex.EncodeToString(b[:])
 }
 
-// spec is the container an instance runs in.
-func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSpec {
+// spec is the container an instance runs in. It resolves the env values
+// cfg.ExpandEnv names; an error names the variable, never a value.
+func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) (ContainerSpec, error) {
 	env := make(map[string]string, len(cfg.Env)+1)
 	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	for _, k := range cfg.ExpandEnv {
+		if s.opts.Expand == nil {
+			return ContainerSpec{}, fmt.Errorf("env %s: no resolver for its placeholders", k)
+		}
+		v, err := s.opts.Expand(cfg.Env[k])
+		if err != nil {
+			return ContainerSpec{}, fmt.Errorf("env %s: %w", k, err)
+		}
 		env[k] = v
 	}
 	env["PORT"] = strconv.Itoa(cfg.Port)
@@ -296,7 +352,7 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) ContainerSp
 	if !s.host.Rootless && s.opts.UserNS == "auto" {
 		cs.UserNS = "auto"
 	}
-	return cs
+	return cs, nil
 }
 
 // ContainerSpec returns the container an instance of cfg would run in, so
@@ -313,7 +369,7 @@ func (s *Scaler) ContainerSpec(cfg ServiceConfig) (ContainerSpec, error) {
 		return ContainerSpec{}, err
 	}
 	inst := &instance{name: s.containerName(cfg.Name), revision: cfg.Revision()}
-	return s.spec(inst, cfg, lim), nil
+	return s.spec(inst, cfg, lim)
 }
 
 // startContainer creates (unless a standby exists) and starts inst's
@@ -342,8 +398,11 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		return "", se
 	}
 	if id == "" {
-		var err error
-		if id, err = s.rt.Create(api, s.spec(inst, cfg, lim)); err != nil {
+		cs, err := s.spec(inst, cfg, lim)
+		if err != nil {
+			return fail("the env could not be resolved", err)
+		}
+		if id, err = s.rt.Create(api, cs); err != nil {
 			return fail("the container could not be created", err)
 		}
 		svc.mu.Lock()

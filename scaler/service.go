@@ -36,6 +36,11 @@ type Service struct {
 	lastErr *StartError
 	retryAt time.Time
 	backoff time.Duration
+	// After a failed standby create (a missing image, say), the next one
+	// waits standbyBackoff, doubling up to maxStandbyBackoff; without it the
+	// loop retried every tick (150 creates in 3 s with pause_after 200ms).
+	standbyRetryAt time.Time
+	standbyBackoff time.Duration
 
 	kick chan struct{}
 	done chan struct{}
@@ -500,10 +505,16 @@ func (s *Service) tick(now time.Time) {
 	s.noteScaleLocked()
 }
 
+// maxStandbyBackoff caps the wait between failed standby creates.
+const maxStandbyBackoff = time.Minute
+
 // ensureStandbyLocked keeps one created-but-not-started container of the
 // current revision, so a cold start is only a start: creating a container
 // costs about as much as starting it.
 func (s *Service) ensureStandbyLocked() {
+	if s.standbyBackoff > 0 && time.Now().Before(s.standbyRetryAt) {
+		return
+	}
 	for _, inst := range s.instances {
 		if inst.state == stStandby && inst.revision == s.rev {
 			return
@@ -523,13 +534,29 @@ func (s *Service) ensureStandbyLocked() {
 func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits) {
 	ctx, cancel := context.WithTimeout(s.sc.ctx, cfg.StartTimeout)
 	defer cancel()
-	id, err := s.sc.rt.Create(ctx, s.sc.spec(inst, cfg, lim))
+	cs, err := s.sc.spec(inst, cfg, lim)
+	var id string
+	if err == nil {
+		id, err = s.sc.rt.Create(ctx, cs)
+	}
 	s.mu.Lock()
 	if err != nil {
-		s.log.Warn("cannot prepare standby container", zap.String("service", cfg.Name), zap.Error(err))
 		s.removeLocked(inst)
+		first := s.standbyBackoff == 0
+		s.standbyBackoff = min(max(2*s.standbyBackoff, time.Second), maxStandbyBackoff)
+		s.standbyRetryAt = time.Now().Add(s.standbyBackoff)
 		s.mu.Unlock()
+		if first && s.sc.ctx.Err() == nil {
+			// One report per streak of failures: the next ones only retry.
+			s.log.Warn("cannot prepare standby container; retrying with backoff", zap.String("service", cfg.Name),
+				zap.Error(err), zap.Duration("max_backoff", maxStandbyBackoff))
+			s.sc.obs.InstanceStartFailed(s.name, "", &StartError{Service: s.name, Reason: "cannot create a container", ExitCode: -1, Err: err})
+		}
 		return
+	}
+	if s.standbyBackoff > 0 {
+		s.log.Info("standby container prepared again", zap.String("service", cfg.Name))
+		s.standbyBackoff = 0
 	}
 	stopped := inst.state != stStandby
 	if stopped {
@@ -745,7 +772,10 @@ func (s *Service) update(cfg ServiceConfig, lim Limits) {
 	s.mu.Lock()
 	s.cfg = cfg
 	s.limits = lim
-	s.rev = cfg.Revision()
+	if rev := cfg.Revision(); rev != s.rev {
+		s.rev = rev
+		s.standbyBackoff = 0 // a new image or env may create fine: try at once
+	}
 	if s.queue.Len() > 0 {
 		s.scaleUpLocked()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -645,5 +646,118 @@ func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 	defer next.Release()
 	if next.Addr == first.Addr || next.Wake != WakeStart {
 		t.Fatalf("after a refusal the request went to %s (wake %v); want a new instance", next.Addr, next.Wake)
+	}
+}
+
+// startFailCounter counts InstanceStartFailed reports.
+type startFailCounter struct {
+	nopObserver
+	mu   sync.Mutex
+	errs []*StartError
+}
+
+func (o *startFailCounter) InstanceStartFailed(_, _ string, err *StartError) {
+	o.mu.Lock()
+	o.errs = append(o.errs, err)
+	o.mu.Unlock()
+}
+
+func (o *startFailCounter) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.errs)
+}
+
+// A standby create that fails (an image that does not exist) is retried
+// with backoff, reported once per streak, and tried again at once when a
+// new revision comes. Before, the loop retried on every tick.
+func TestServiceStandbyCreateBackoff(t *testing.T) {
+	f := newFake(t)
+	obs := &startFailCounter{}
+	sc, err := New(context.Background(), f, Options{Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sc.Close(ctx)
+	})
+	f.mu.Lock()
+	f.createErr = errors.New("localhost/typo:latest: image not known")
+	f.mu.Unlock()
+	// pause_after 200ms makes the policy tick every few tens of ms.
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.PauseAfter = 200 * time.Millisecond }))
+	time.Sleep(2500 * time.Millisecond)
+	// Backoff 1 s, then 2 s: creates at 0 s and 1 s, the next not before 3 s.
+	if n := f.count().Create; n < 1 || n > 3 {
+		t.Errorf("%d creates in 2.5 s of failing, want 1 to 3 (backoff 1 s, 2 s)", n)
+	}
+	if n := obs.count(); n != 1 {
+		t.Errorf("%d start failures reported for one streak, want 1", n)
+	}
+	if obs.count() > 0 && !strings.Contains(obs.errs[0].Error(), "image not known") {
+		t.Errorf("the report does not say why: %v", obs.errs[0])
+	}
+
+	// The fixed image is a new revision: its standby is created at once,
+	// not after the backoff.
+	f.mu.Lock()
+	f.createErr = nil
+	f.mu.Unlock()
+	apply(t, sc, svcConfig(func(c *ServiceConfig) {
+		c.PauseAfter = 200 * time.Millisecond
+		c.Image = "localhost/hello:v2"
+	}))
+	waitFor(t, "standby of the new revision", standbyReady(svc))
+}
+
+// RemoveInBackground returns at once even with an in-flight request and an
+// hour of drain_timeout; the name is free for a new service meanwhile; the
+// old instances go when the request ends, and only they do.
+func TestServiceRemoveInBackground(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.mu.Lock()
+	f.autoReady = true
+	f.mu.Unlock()
+	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.DrainTimeout = time.Hour }))
+	lease, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := f.startedIDs()[0]
+
+	returned := make(chan error, 1)
+	go func() { returned <- sc.RemoveInBackground("hello") }()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RemoveInBackground waited for the drain")
+	}
+	if sc.Service("hello") != nil {
+		t.Fatal("the removed service is still listed")
+	}
+	again := apply(t, sc, svcConfig(nil))
+	if again == svc {
+		t.Fatal("Apply after the removal returned the draining service")
+	}
+	l2, err := again.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Release()
+	if !slices.Contains(f.leftovers(), old) {
+		t.Fatal("the in-flight request's instance was removed before the request ended")
+	}
+
+	lease.Release()
+	waitFor(t, "the drained instance removed", func() bool { return !slices.Contains(f.leftovers(), old) })
+	for _, id := range f.startedIDs()[1:] {
+		if !slices.Contains(f.leftovers(), id) {
+			t.Errorf("the new service's instance %s was removed with the old one", id)
+		}
 	}
 }

@@ -60,36 +60,69 @@ func LoadKey(src KeySource, dataDir, storeDir string) ([]byte, error) {
 	}
 	path := filepath.Join(dataDir, DefaultKeyFile)
 	b, err := os.ReadFile(path)
-	if err == nil {
-		key, err := decodeKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("key file %s: %w", path, err)
-		}
-		return key, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
-	if Exists(storeDir) {
+	if err == nil {
+		key, derr := decodeKey(string(b))
+		switch {
+		case derr == nil:
+			return key, nil
+		case Exists(storeDir):
+			return nil, fmt.Errorf("key file %s: %w; the store in %s holds data encrypted with the key this file had: restore the file from a backup", path, derr, storeDir)
+		}
+		// A key file that does not decode beside no store: a crash while an
+		// earlier version of this code wrote it (it wrote in place). Nothing
+		// was ever encrypted with it, so a new key replaces it.
+	} else if Exists(storeDir) {
 		return nil, fmt.Errorf("the store in %s exists but its key file %s is missing: restore the key file, or name the key with encryption_key_file or encryption_key_env", storeDir, path)
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	// O_EXCL: two processes starting at once must not write two keys.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("creating key file %s: %w", path, err)
-	}
-	_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+	if err := writeKeyFile(dataDir, path, hex.EncodeToString(key)+"\n", err == nil); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			// Another process starting at once wrote its key first: use it.
+			return LoadKey(src, dataDir, storeDir)
+		}
 		return nil, fmt.Errorf("writing key file %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// writeKeyFile puts a complete key file at path or nothing: it writes a
+// temporary file, syncs it and moves it into place, then syncs the
+// directory, so a crash never leaves an empty or partial key file. With
+// replace false it never replaces a file at path (os.ErrExist: another
+// process created one first); with replace true it replaces a broken one.
+func writeKeyFile(dir, path, content string, replace bool) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, DefaultKeyFile+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // gone after the link or rename; removes it on failure
+	_, werr := f.WriteString(content)
+	if err := errors.Join(werr, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if replace {
+		err = os.Rename(tmp, path)
+	} else {
+		err = os.Link(tmp, path) // fails if path exists, like O_EXCL
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 func decodeKey(s string) ([]byte, error) {

@@ -318,3 +318,59 @@ func TestBuildsAreKeptBounded(t *testing.T) {
 		t.Fatalf("%d builds left after DeleteService", len(got))
 	}
 }
+
+// A crash while the key file was written used to leave it empty, and every
+// start after failed. Beside no store such a file is replaced; beside a
+// store that holds data it stays a clear error and the data stays.
+func TestBrokenKeyFile(t *testing.T) {
+	data := t.TempDir()
+	storeDir := filepath.Join(data, "store")
+	path := filepath.Join(data, DefaultKeyFile)
+	for _, broken := range []string{"", "3f2a", "\n"} {
+		if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		key, err := LoadKey(KeySource{}, data, storeDir)
+		if err != nil || len(key) != 32 {
+			t.Fatalf("key file %q beside no store: %d bytes, %v", broken, len(key), err)
+		}
+		again, err := LoadKey(KeySource{}, data, storeDir)
+		if err != nil || !bytes.Equal(key, again) {
+			t.Fatalf("key file %q: the replacement is not read back: %v", broken, err)
+		}
+		os.Remove(path)
+	}
+
+	key, err := LoadKey(KeySource{}, data, storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, storeDir, key)
+	if _, err := s.UpdateService("hello", func(svc *Service) error {
+		svc.Env = map[string]string{"A": "kept"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	good, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, good[:10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKey(KeySource{}, data, storeDir); err == nil || !strings.Contains(err.Error(), "restore the file") {
+		t.Fatalf("a partial key file beside a store with data: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != string(good[:10]) {
+		t.Fatal("the partial key file was replaced although the store holds data")
+	}
+	os.WriteFile(path, good, 0o600)
+	s = openT(t, storeDir, key)
+	defer s.Close()
+	if svc, err := s.Service("hello"); err != nil || svc.Env["A"] != "kept" {
+		t.Fatalf("data after restoring the key: %+v, %v", svc, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(data, DefaultKeyFile+".tmp-*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary key files left: %v", left)
+	}
+}
