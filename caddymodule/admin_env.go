@@ -375,8 +375,8 @@ func (a *App) rollback(w http.ResponseWriter, name string, seq int) error {
 	}
 	switch {
 	case ref.src != nil:
-		if !ref.dep.rollback(target.Image, target.Build) {
-			return apiError(http.StatusConflict, "rollback: a build is running; try again when it ends")
+		if err := ref.dep.rollback(target.Image, target.Build, target.Seq); err != nil {
+			return err
 		}
 	case ref.api != nil:
 		spec := *ref.api
@@ -400,6 +400,10 @@ func (a *App) rollback(w http.ResponseWriter, name string, seq int) error {
 	}
 	if err := a.applyRef(ref, "rollback"); err != nil {
 		return apiError(http.StatusInternalServerError, fmt.Sprintf("rollback of %s: %v", name, err))
+	}
+	if ref.dep != nil {
+		// The rollback moved the window of images rollback can reach.
+		go ref.dep.collectImages("rollback")
 	}
 	return writeJSON(w, statusFor(a, name))
 }

@@ -136,7 +136,8 @@ func (a *App) replaceAPIServiceLocked(name string, spec ServiceSpec, old *servic
 }
 
 // deleteService removes a service the API declared, with its env vars,
-// revisions and cron jobs.
+// revisions, cron jobs, build records and (in the background) the images
+// and build layers of its builds.
 func deleteService(w http.ResponseWriter, name string) error {
 	a, err := runningApp()
 	if err != nil {
@@ -150,6 +151,15 @@ func deleteService(w http.ResponseWriter, name string) error {
 	if ref.api == nil {
 		return apiError(http.StatusConflict, fmt.Sprintf("service %s is declared in the config (Caddyfile): remove it there", name))
 	}
+	// The layers its builds made, from the build records about to go.
+	var layers []string
+	if ref.dep != nil {
+		ref.dep.mu.Lock()
+		for _, b := range ref.dep.builds {
+			layers = append(layers, b.layerIDs()...)
+		}
+		ref.dep.mu.Unlock()
+	}
 	if err := a.st.DeleteService(name); err != nil {
 		return storeError(err)
 	}
@@ -161,7 +171,11 @@ func deleteService(w http.ResponseWriter, name string) error {
 	// The last hold on the pooled service removes its instances.
 	services.Delete(ref.key)
 	if ref.src != nil {
-		deployers.Delete(ref.key)
+		// Its last hold also cancels the deployer's build; then its images
+		// go, off this request.
+		if gone, _ := deployers.Delete(ref.key); gone {
+			go ref.dep.removeAllImages(layers)
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

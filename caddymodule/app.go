@@ -53,6 +53,12 @@ type App struct {
 	// BuildConcurrency bounds the builds (clone and image build) running
 	// at once (default 1); the others wait in one queue.
 	BuildConcurrency int `json:"build_concurrency,omitempty"`
+	// KeepImages is how many images of a git service's earlier builds are
+	// kept besides the one serving, so rollback can reach them (newest
+	// first in its revision history). Older ones are removed after each
+	// build and rollback. Default 3 (DefaultKeepImages); 0 keeps only the
+	// serving image.
+	KeepImages *int `json:"keep_images,omitempty"`
 	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound every
 	// build's steps: memory (swap included), cores, processes and threads
 	// at once, and the image build's wall clock. Defaults: 2048 MB, 1 core,
@@ -186,6 +192,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
 	}
+	if a.KeepImages != nil && (*a.KeepImages < 0 || *a.KeepImages >= store.MaxRevisions) {
+		return fmt.Errorf("podcell: keep_images %d: use 0 to %d (rollback reaches no further back than the %d revisions kept)",
+			*a.KeepImages, store.MaxRevisions-1, store.MaxRevisions)
+	}
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "podcell")
 	}
@@ -254,6 +264,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.rp = rp
 	return nil
+}
+
+// keepImages is the keep_images setting or its default.
+func (a *App) keepImages() int {
+	if a.KeepImages == nil {
+		return DefaultKeepImages
+	}
+	return *a.KeepImages
 }
 
 // declare registers a handler's service with this config. Two handlers

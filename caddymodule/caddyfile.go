@@ -34,6 +34,7 @@ func init() {
 //	    keep_on_stop
 //	    runtime_image <runtime> <image>
 //	    build_concurrency <n>
+//	    keep_images <n>
 //	    build_memory <size>
 //	    build_cpus <cores>
 //	    build_pids <n>
@@ -92,6 +93,16 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.Errf("build_concurrency %q: want a whole number >= 1", s)
 			}
 			app.BuildConcurrency = n
+		case "keep_images":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("keep_images takes one argument, how many earlier images of a built service to keep for rollback, e.g. keep_images 3")
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return nil, d.Errf("keep_images %q: want a whole number >= 0 (0 keeps only the serving image)", s)
+			}
+			app.KeepImages = &n
 		case "build_memory", "build_cpus", "build_pids", "build_timeout":
 			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
 				return nil, err
@@ -130,7 +141,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil

@@ -53,6 +53,12 @@ type deployer struct {
 	running *buildRecord
 	again   bool // a deploy was asked for while one ran
 	pollSet chan struct{}
+	// images is held (a one-slot semaphore) by a build from its start
+	// until its image serves, by an image collection and by a rollback's
+	// check that its image still exists, so that a collection never
+	// removes an image about to serve. Taken before mu, never under it.
+	images     chan struct{}
+	keepImages int // see DefaultKeepImages
 	// recordRevision is the running config's: it notes a deployed config
 	// in the store's revision history.
 	recordRevision func(cfg scaler.ServiceConfig, reason string, build int)
@@ -67,16 +73,27 @@ type buildRecord struct {
 	BuildInfo // guarded by the deployer's mu
 	imageID   string
 
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{} // closed and replaced on every new line
-	done    bool
+	mu        sync.Mutex
+	lines     []string
+	layers    []string      // the images its steps made (not from the cache), for the image collection
+	fromCache bool          // the last line said the next layer comes from the cache
+	changed   chan struct{} // closed and replaced on every new line
+	done      bool
 }
 
 const maxBuildLines = 10000
 
+// maxBuildLayers bounds the layers recorded per build (one per step).
+const maxBuildLayers = 1000
+
 func (b *buildRecord) addLine(line string) {
 	b.mu.Lock()
+	// Only the layers the build made: one it took from the cache may be
+	// another service's, which that service's collection removes.
+	if id, ok := builder.LayerID(line); ok && !b.fromCache && len(b.layers) < maxBuildLayers {
+		b.layers = append(b.layers, id)
+	}
+	b.fromCache = strings.HasPrefix(line, "--> Using cache ")
 	if len(b.lines) < maxBuildLines {
 		b.lines = append(b.lines, line)
 	} else if len(b.lines) == maxBuildLines {
@@ -292,11 +309,13 @@ func (d *deployer) startLocked(trigger string) *buildRecord {
 	if len(d.builds) > keptBuilds {
 		d.builds = d.builds[len(d.builds)-keptBuilds:]
 	}
+	buildsRunning.Add(1)
 	go d.run(rec, d.spec, d.b)
 	return rec
 }
 
 func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) {
+	d.images <- struct{}{}
 	log := d.log.With(zap.String("service", d.name), zap.Int("build", rec.ID))
 	log.Info("build started", zap.String("repo", spec.URL), zap.String("ref", spec.Ref), zap.String("trigger", rec.Trigger))
 	res, err := b.Build(d.ctx, spec, imageTag(d.name, spec), func(line string) {
@@ -337,6 +356,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 		log.Info("build deployed", zap.String("image", res.Tag), zap.String("commit", res.Commit), zap.Float64("seconds", rec.Seconds))
 	}
 	d.running = nil
+	buildsRunning.Add(-1)
 	if d.again && d.ctx.Err() == nil {
 		d.again = false
 		d.startLocked("queued")
@@ -345,10 +365,18 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 	took := rec.Finished.Sub(rec.Started)
 	info := rec.BuildInfo
 	d.mu.Unlock()
+	<-d.images
 	d.hub.Metrics.Build(d.name, status, took)
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
+	if d.ctx.Err() != nil {
+		// Deleted (or Caddy stops): a deleted service's records are gone
+		// from the store and must not come back with this canceled build.
+		return
+	}
 	d.save(rec, info)
+	// After a failed build too: it leaves the layers of the steps it made.
+	go d.collectImages("build")
 }
 
 // lastBuildOf is the newest kept build of spec that succeeded and whose
@@ -380,6 +408,7 @@ type storedBuild struct {
 	BuildInfo
 	ImageID string   `json:"image_id,omitempty"`
 	Lines   []string `json:"lines"`
+	Layers  []string `json:"layers,omitempty"` // see buildRecord.layers
 }
 
 // maxStoredLines bounds a stored build log; its end, which says why a
@@ -394,7 +423,7 @@ func (d *deployer) save(rec *buildRecord, info BuildInfo) {
 	if n := len(lines); n > maxStoredLines {
 		lines = append([]string{fmt.Sprintf("[first %d lines not kept]", n-maxStoredLines)}, lines[n-maxStoredLines:]...)
 	}
-	sb := storedBuild{BuildInfo: info, ImageID: rec.imageID, Lines: lines}
+	sb := storedBuild{BuildInfo: info, ImageID: rec.imageID, Lines: lines, Layers: rec.layers}
 	rec.mu.Unlock() // done: nothing appends to its lines any more
 	if err := d.st.PutBuild(d.name, info.ID, &sb, keptBuilds); err != nil {
 		d.log.Warn("cannot store the build", zap.String("service", d.name), zap.Int("build", info.ID), zap.Error(err))
@@ -410,20 +439,47 @@ func (d *deployer) loadBuilds() {
 		return
 	}
 	for _, b := range builds {
-		d.builds = append(d.builds, &buildRecord{BuildInfo: b.BuildInfo, imageID: b.ImageID, lines: b.Lines,
+		d.builds = append(d.builds, &buildRecord{BuildInfo: b.BuildInfo, imageID: b.ImageID, lines: b.Lines, layers: b.Layers,
 			changed: make(chan struct{}), done: true})
 		d.nextID = max(d.nextID, b.ID)
 	}
 }
 
-// rollback makes image (a former build's) the current one; applying the
-// service then runs it. It refuses while a build runs, whose end would
-// deploy over the rollback.
-func (d *deployer) rollback(image string, build int) bool {
+// rollback makes image (a former build's, revision seq) the current one;
+// applying the service then runs it. It refuses while a build runs, whose
+// end would deploy over the rollback, and when the image was removed.
+func (d *deployer) rollback(image string, build, seq int) error {
+	d.mu.Lock()
+	busy, b := d.running != nil, d.b
+	d.mu.Unlock()
+	if busy {
+		return apiError(http.StatusConflict, "rollback: a build is running; try again when it ends")
+	}
+	// Wait for an image collection in progress, which may remove the image.
+	select {
+	case d.images <- struct{}{}:
+		defer func() { <-d.images }()
+	case <-time.After(30 * time.Second):
+		return apiError(http.StatusConflict, "rollback: a build or an image cleanup is running; try again in a moment")
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	ok, err := b.ImageExists(ctx, image)
+	if err != nil {
+		return apiError(http.StatusBadGateway, fmt.Sprintf("rollback: cannot ask Podman for image %s: %v", shortLayer(image), err))
+	}
+	if !ok {
+		what := fmt.Sprintf("revision %d of %s", seq, d.name)
+		if build > 0 {
+			what += fmt.Sprintf(" (build %d)", build)
+		}
+		return apiError(http.StatusGone, fmt.Sprintf("%s ran image %s, which was removed: podcell keeps the serving image and the %d before it (keep_images); "+
+			"to run that code again, deploy its commit (git revert or push it to the branch)", what, shortLayer(image), d.keepImages))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running != nil {
-		return false
+		return apiError(http.StatusConflict, "rollback: a build is running; try again when it ends")
 	}
 	rec := &buildRecord{BuildInfo: BuildInfo{ID: build, Status: "succeeded", Trigger: "rollback", Image: image,
 		Started: time.Now(), Finished: time.Now()}, imageID: image, changed: make(chan struct{}), done: true}
@@ -433,7 +489,7 @@ func (d *deployer) rollback(image string, build int) bool {
 		}
 	}
 	d.current = rec
-	return true
+	return nil
 }
 
 // imageTag names a build's image by the source spec, so an unchanged

@@ -94,6 +94,7 @@ func (a *App) startDeployer(ref *serviceRef, cfg scaler.ServiceConfig, reason st
 	d.mu.Lock()
 	d.b = a.builder
 	d.recordRevision = a.recordRevision
+	d.keepImages = a.keepImages()
 	d.mu.Unlock()
 	return d.update(ref.src.spec(ref.cfg.Port), cfg, ref, time.Duration(ref.src.PollInterval), reason)
 }
@@ -104,7 +105,7 @@ func (a *App) loadDeployer(ref *serviceRef) (*deployer, error) {
 	val, _, err := deployers.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		d := &deployer{name: ref.cfg.Name, sc: a.sc, st: a.st, hub: a.hub, b: a.builder, log: caddy.Log().Named("podcell.build"),
-			ctx: ctx, cancel: cancel, pollSet: make(chan struct{}, 1)}
+			ctx: ctx, cancel: cancel, pollSet: make(chan struct{}, 1), images: make(chan struct{}, 1), keepImages: a.keepImages()}
 		d.loadBuilds()
 		go d.pollLoop()
 		return pooledDeployer{d}, nil

@@ -1,0 +1,248 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/store"
+)
+
+// Image garbage collection. Every build of a new commit moves the
+// service's tag (imageTag) to a new image and leaves the old one untagged,
+// still named by ID in the revision history; a build with layers also
+// leaves intermediate images, and a failed one leaves the layers of the
+// steps it finished. Nothing of that is ever removed by Podman. So after
+// each build and rollback, a service's deployer removes:
+//
+//   - the images of its builds that rollback no longer reaches: all but the
+//     one serving and the keep_images newest other images of its revision
+//     history (Podman removes with each image its intermediate layers that
+//     no other image shares, as `podman rmi` does);
+//   - the dangling layers its builds made (no name, no child: failed
+//     builds' steps; not the layers they took from the cache, which
+//     another service's build may have made and will remove), unless a
+//     build of any service runs: its newest layer looks the same until its
+//     next step builds on it.
+//
+// An image is a service's when every podcell build name it has had
+// (current names and names history) is of that service: an image two
+// services share (the same source built by both) is never removed. Images
+// a container uses, of any owner, are never removed, and nothing is ever
+// removed by force. Deleting a service through the admin API removes all
+// its images. Removing a service from the config does not (a stop does the
+// same to the deployer, and a restart must still serve the last build).
+
+// DefaultKeepImages is how many images before the serving one rollback
+// can reach by default.
+const DefaultKeepImages = 3
+
+// buildsRunning counts the builds of every service in this process.
+var buildsRunning atomic.Int32
+
+// buildImagePrefix is the name of every image a service's builds make,
+// up to its tag (see imageTag).
+func buildImagePrefix(service string) string { return "localhost/podcell-build/" + service + ":" }
+
+// imageOwner is the service whose builds made img ("" if none did, or
+// more than one).
+func imageOwner(img builder.Image) string {
+	owner := ""
+	for _, names := range [][]string{img.Names, img.NamesHistory} {
+		for _, n := range names {
+			rest, ok := strings.CutPrefix(n, "localhost/podcell-build/")
+			if !ok {
+				continue
+			}
+			svc, _, _ := strings.Cut(rest, ":")
+			if owner != "" && owner != svc {
+				return ""
+			}
+			owner = svc
+		}
+	}
+	return owner
+}
+
+// keptImages are the image IDs rollback can reach: current and the keep
+// newest other images of the revision history (oldest first).
+func keptImages(current string, revs []store.Revision, keep int) map[string]bool {
+	kept := map[string]bool{}
+	if current != "" {
+		kept[current] = true
+	}
+	others := 0
+	for i := len(revs) - 1; i >= 0 && others < keep; i-- {
+		if img := revs[i].Image; img != "" && !kept[img] {
+			kept[img] = true
+			others++
+		}
+	}
+	return kept
+}
+
+// shortLayer is the form a build log names layers in.
+func shortLayer(id string) string { return id[:min(len(id), 11)] }
+
+// planImageGC decides which of imgs to remove for service: its build
+// images outside keep (finals), and the dangling layers its builds made
+// (layers: IDs as the build logs print them) when dangling is true.
+// Images in inUse are never chosen.
+func planImageGC(service string, imgs []builder.Image, keep, inUse map[string]bool, layers []string, dangling bool) (finals, leaves []string) {
+	children := map[string]int{}
+	for _, img := range imgs {
+		if img.Parent != "" {
+			children[img.Parent]++
+		}
+	}
+	made := map[string]bool{}
+	for _, l := range layers {
+		made[shortLayer(l)] = true
+	}
+	for _, img := range imgs {
+		if keep[img.ID] || inUse[img.ID] {
+			continue
+		}
+		owner := imageOwner(img)
+		switch {
+		case owner == service:
+			finals = append(finals, img.ID)
+		case owner != "":
+			// another service's build
+		case dangling && len(img.Names) == 0 && children[img.ID] == 0 && made[shortLayer(img.ID)]:
+			leaves = append(leaves, img.ID)
+		}
+	}
+	return finals, leaves
+}
+
+// imageGCResult is what one collection did.
+type imageGCResult struct {
+	Removed []string // image IDs, cascaded layers included
+	Freed   int64    // bytes, estimated from the layer sizes Podman reports
+	InUse   int      // images of the service a container uses, left alone
+}
+
+// collectImages removes what planImageGC chose; an image another
+// collection or cascade removed first is not an error.
+func collectImages(ctx context.Context, b *builder.Builder, service string, keep map[string]bool, layers []string) (imageGCResult, error) {
+	var res imageGCResult
+	imgs, err := b.Images(ctx)
+	if err != nil {
+		return res, err
+	}
+	inUse, err := b.ImagesInUse(ctx)
+	if err != nil {
+		return res, err
+	}
+	finals, leaves := planImageGC(service, imgs, keep, inUse, layers, buildsRunning.Load() == 0)
+	for _, img := range imgs {
+		if inUse[img.ID] && imageOwner(img) == service {
+			res.InUse++
+		}
+	}
+	byID := map[string]builder.Image{}
+	for _, img := range imgs {
+		byID[img.ID] = img
+	}
+	var errs []error
+	for _, id := range append(finals, leaves...) {
+		deleted, err := b.RemoveImage(ctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("image %s: %w", shortLayer(id), err))
+		}
+		for _, d := range deleted {
+			res.Removed = append(res.Removed, d)
+			img := byID[d]
+			// An image's Size includes its parent's layers: its own is the
+			// difference.
+			res.Freed += img.Size - byID[img.Parent].Size
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// layerIDs are the layers the build made, as its log named them.
+func (b *buildRecord) layerIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.layers...)
+}
+
+// collectImages removes the images of the service's builds that rollback
+// can no longer reach and the dangling layers of its builds. It runs in
+// its own goroutine after a build or a rollback, holding images (which
+// keeps builds and rollbacks of this service from changing what serves
+// meanwhile), never under mu.
+func (d *deployer) collectImages(reason string) {
+	d.images <- struct{}{}
+	defer func() { <-d.images }()
+	if d.ctx.Err() != nil {
+		return // the service is gone or Caddy stops: keep what it had
+	}
+	d.mu.Lock()
+	b, keep := d.b, d.keepImages
+	current := ""
+	if d.current != nil {
+		current = d.current.imageID
+	}
+	var layers []string
+	for _, rec := range d.builds {
+		layers = append(layers, rec.layerIDs()...)
+	}
+	d.mu.Unlock()
+	revs, err := d.st.Revisions(d.name)
+	if err != nil {
+		d.log.Warn("image cleanup skipped: cannot read the revisions", zap.String("service", d.name), zap.Error(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Minute)
+	defer cancel()
+	kept := keptImages(current, revs, keep)
+	res, err := collectImages(ctx, b, d.name, kept, layers)
+	d.logCollection(reason, res, len(kept), err)
+}
+
+func (d *deployer) logCollection(reason string, res imageGCResult, kept int, err error) {
+	if len(res.Removed) > 0 || err != nil {
+		short := make([]string, len(res.Removed))
+		for i, id := range res.Removed {
+			short[i] = shortLayer(id)
+		}
+		d.log.Info("removed images", zap.String("service", d.name), zap.String("after", reason), zap.Strings("images", short),
+			zap.Int("kept", kept), zap.Int("in_use", res.InUse), zap.Int64("freed_bytes", res.Freed), zap.Error(err))
+	}
+}
+
+// removeAllImages removes every image and build layer of a deleted
+// service (d, whose context is canceled). Its instances may still be
+// stopping: an image a container uses is tried again for a while.
+func (d *deployer) removeAllImages(layers []string) {
+	d.images <- struct{}{} // after the build that the delete canceled ends
+	defer func() { <-d.images }()
+	d.mu.Lock()
+	b := d.b
+	d.mu.Unlock()
+	deadline := time.Now().Add(3 * time.Minute)
+	var total imageGCResult
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := collectImages(ctx, b, d.name, nil, layers)
+		cancel()
+		total.Removed = append(total.Removed, res.Removed...)
+		total.Freed += res.Freed
+		total.InUse = res.InUse
+		done := err == nil && res.InUse == 0 && (len(layers) == 0 || buildsRunning.Load() == 0)
+		if done || time.Now().After(deadline) {
+			d.logCollection("delete", total, 0, err)
+			return
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
