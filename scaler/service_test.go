@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -649,40 +648,11 @@ func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 	}
 }
 
-// startFailCounter counts InstanceStartFailed reports.
-type startFailCounter struct {
-	nopObserver
-	mu   sync.Mutex
-	errs []*StartError
-}
-
-func (o *startFailCounter) InstanceStartFailed(_, _ string, err *StartError) {
-	o.mu.Lock()
-	o.errs = append(o.errs, err)
-	o.mu.Unlock()
-}
-
-func (o *startFailCounter) count() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.errs)
-}
-
 // A standby create that fails (an image that does not exist) is retried
 // with backoff, reported once per streak, and tried again at once when a
 // new revision comes. Before, the loop retried on every tick.
 func TestServiceStandbyCreateBackoff(t *testing.T) {
-	f := newFake(t)
-	obs := &startFailCounter{}
-	sc, err := New(context.Background(), f, Options{Observer: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sc.Close(ctx)
-	})
+	sc, f, obs := newObservedScaler(t)
 	f.mu.Lock()
 	f.createErr = errors.New("localhost/typo:latest: image not known")
 	f.mu.Unlock()
@@ -693,11 +663,13 @@ func TestServiceStandbyCreateBackoff(t *testing.T) {
 	if n := f.count().Create; n < 1 || n > 3 {
 		t.Errorf("%d creates in 2.5 s of failing, want 1 to 3 (backoff 1 s, 2 s)", n)
 	}
-	if n := obs.count(); n != 1 {
-		t.Errorf("%d start failures reported for one streak, want 1", n)
-	}
-	if obs.count() > 0 && !strings.Contains(obs.errs[0].Error(), "image not known") {
-		t.Errorf("the report does not say why: %v", obs.errs[0])
+	obs.mu.Lock()
+	failures := slices.Clone(obs.failures)
+	obs.mu.Unlock()
+	if len(failures) != 1 {
+		t.Errorf("%d start failures reported for one streak, want 1", len(failures))
+	} else if !strings.Contains(failures[0].Error(), "image not known") {
+		t.Errorf("the report does not say why: %v", failures[0])
 	}
 
 	// The fixed image is a new revision: its standby is created at once,
