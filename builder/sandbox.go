@@ -183,6 +183,7 @@ func (b *Builder) pidsCgroupSupport(ctx context.Context) (bool, string) {
 				b.cg.why = fmt.Sprintf("cannot make the build cgroup: %v", err)
 				return
 			}
+			removeStaleBuildCgroups(time.Hour)
 			b.cg.ok = true
 		}
 	})
@@ -251,6 +252,20 @@ func (cg *buildCgroup) stop(grace time.Duration) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
+}
+
+// removeStaleBuildCgroups removes the build cgroups an earlier podcell
+// left when it stopped in the middle of a build (the removal after a
+// stopped build runs in the background). Only those untouched for age go:
+// a build of another podcell on the host may sit between two steps, and
+// rmdir refuses a cgroup that still has a step or a task.
+func removeStaleBuildCgroups(age time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", "podcell-builds", "*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > age {
+			os.Remove(d)
+		}
+	}
 }
 
 // remove deletes the build's cgroup from every hierarchy: runc creates the

@@ -144,6 +144,7 @@ func TestBuildMemoryLimit(t *testing.T) {
 // fails naming build_pids; none of its processes are left.
 func TestBuildForkBomb(t *testing.T) {
 	e, url := sandboxEnv(t, Limits{Pids: 64, Timeout: 20 * time.Second})
+	cgroupsBefore := buildCgroups()
 	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + randHex(6) + "\nsh bomb.sh"}
 
 	stop := make(chan struct{})
@@ -201,15 +202,32 @@ func TestBuildForkBomb(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	waitCgroupsGone(t)
+	waitCgroupsGone(t, cgroupsBefore)
 }
 
-// waitCgroupsGone waits for the builds' pids cgroups to be removed.
-func waitCgroupsGone(t *testing.T) {
+// buildCgroups lists the build cgroups there are now.
+func buildCgroups() map[string]bool {
+	left, _ := filepath.Glob(filepath.Join(cgroupRoot, "pids", "podcell-builds", "*", "pids.max"))
+	set := map[string]bool{}
+	for _, p := range left {
+		set[p] = true
+	}
+	return set
+}
+
+// waitCgroupsGone waits for the pids cgroups of the builds since before
+// was taken to be removed. Those of other processes (a Caddy stopped in
+// the middle of a build leaves its build's) are not this test's.
+func waitCgroupsGone(t *testing.T, before map[string]bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		left, _ := filepath.Glob(filepath.Join(cgroupRoot, "pids", "podcell-builds", "*", "pids.max"))
+		var left []string
+		for p := range buildCgroups() {
+			if !before[p] {
+				left = append(left, p)
+			}
+		}
 		if len(left) == 0 {
 			return
 		}
@@ -232,6 +250,7 @@ func bombProcs(t *testing.T) int {
 // and the build fails naming build_timeout.
 func TestBuildTimeout(t *testing.T) {
 	e, url := sandboxEnv(t, Limits{Timeout: 10 * time.Second})
+	cgroupsBefore := buildCgroups()
 	mark := "podcell-sleep-" + randHex(4)
 	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + mark + "\nsleep 3600"}
 	err, _ := e.failBuild(spec, e.tag("timeout"))
@@ -245,7 +264,7 @@ func TestBuildTimeout(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	waitCgroupsGone(t)
+	waitCgroupsGone(t, cgroupsBefore)
 }
 
 // TestBuildQueue: with one build slot, a second build waits, says so and
