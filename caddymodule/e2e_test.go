@@ -260,6 +260,22 @@ func (c *caddyProc) get(path string) reply {
 	return reply{code: resp.StatusCode, body: string(b), instance: resp.Header.Get("X-Instance"), seq: seq, header: resp.Header}
 }
 
+// getHost is get with the request's Host set ("" keeps the site's), for
+// host mode's <service>.<domain> routes.
+func (c *caddyProc) getHost(host, path string) reply {
+	req, _ := http.NewRequest("GET", "http://"+c.http+path, nil)
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return reply{err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{code: resp.StatusCode, body: string(b)}
+}
+
 var eventually = scalertest.Eventually
 
 func TestFirstRequestAndBurstAtZero(t *testing.T) {

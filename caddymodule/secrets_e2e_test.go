@@ -41,19 +41,7 @@ http://{http} {
 		pause_after off
 	}
 }`, "SECRETFILE", secretFile))
-	get := func(host, path string) reply {
-		req, _ := http.NewRequest("GET", "http://"+c.http+path, nil)
-		if host != "" {
-			req.Host = host
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return reply{err: err}
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return reply{code: resp.StatusCode, body: string(b)}
-	}
+	get := c.getHost
 	if r := get("", "/env?name=FROM_FILE"); r.code != 200 || r.body != fileSecret {
 		t.Fatalf("FROM_FILE in the app: %d %q, want the file's content", r.code, r.body)
 	}

@@ -290,17 +290,7 @@ http://:{httpport} {
 		hosts *.apps.localhost
 	}
 }`)
-	get := func(host, path string) reply {
-		req, _ := http.NewRequest("GET", "http://"+c.http+path, nil)
-		req.Host = host
-		resp, err := client.Do(req)
-		if err != nil {
-			return reply{err: err}
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return reply{code: resp.StatusCode, body: string(b)}
-	}
+	get := c.getHost
 	if r := get("apisvc.apps.localhost", "/"); r.code != 404 {
 		t.Fatalf("before the service exists: %d %q, want 404", r.code, r.body)
 	}
@@ -386,18 +376,7 @@ http://:{httpport} {
 		t.Fatalf("declare: %d %s", code, body)
 	}
 	slow := make(chan reply, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", "http://"+c.http+"/sleep?d=8s", nil)
-		req.Host = "slowdrain.apps.localhost"
-		resp, err := client.Do(req)
-		if err != nil {
-			slow <- reply{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		slow <- reply{code: resp.StatusCode, body: string(b)}
-	}()
+	go func() { slow <- c.getHost("slowdrain.apps.localhost", "/sleep?d=8s") }()
 	eventually(t, 30*time.Second, "the slow request in flight", func() bool {
 		var st struct {
 			Inflight int `json:"inflight"`
