@@ -152,11 +152,11 @@ func deleteService(w http.ResponseWriter, name string) error {
 		return apiError(http.StatusConflict, fmt.Sprintf("service %s is declared in the config (Caddyfile): remove it there", name))
 	}
 	// The layers its builds made, from the build records about to go.
-	var layers []string
+	var layers []madeLayer
 	if ref.dep != nil {
 		ref.dep.mu.Lock()
 		for _, b := range ref.dep.builds {
-			layers = append(layers, b.layerIDs()...)
+			layers = append(layers, b.madeLayers()...)
 		}
 		ref.dep.mu.Unlock()
 	}

@@ -90,20 +90,38 @@ func keptImages(current string, revs []store.Revision, keep int) map[string]bool
 // shortLayer is the form a build log names layers in.
 func shortLayer(id string) string { return id[:min(len(id), 11)] }
 
+// madeLayer is a layer a build's log named, with the time the build ran.
+// The log carries the repository's own output too, so a build step can
+// print any "--> <id>" line: a layer named that way counts as the build's
+// only if Podman created it while the build ran (builds queue, one at a
+// time by default, and dangling layers go only while no build runs).
+type madeLayer struct {
+	ID       string    // as the build log prints it
+	From, To time.Time // To zero: the build still runs
+}
+
+// covers says whether an image created at t can be the build's. Podman
+// reports creation times in whole seconds: a second of slack each side.
+func (m madeLayer) covers(t time.Time) bool {
+	if t.Before(m.From.Add(-time.Second)) {
+		return false
+	}
+	return m.To.IsZero() || !t.After(m.To.Add(time.Second))
+}
+
 // planImageGC decides which of imgs to remove for service: its build
 // images outside keep (finals), and the dangling layers its builds made
-// (layers: IDs as the build logs print them) when dangling is true.
-// Images in inUse are never chosen.
-func planImageGC(service string, imgs []builder.Image, keep, inUse map[string]bool, layers []string, dangling bool) (finals, leaves []string) {
+// (see madeLayer) when dangling is true. Images in inUse are never chosen.
+func planImageGC(service string, imgs []builder.Image, keep, inUse map[string]bool, layers []madeLayer, dangling bool) (finals, leaves []string) {
 	children := map[string]int{}
 	for _, img := range imgs {
 		if img.Parent != "" {
 			children[img.Parent]++
 		}
 	}
-	made := map[string]bool{}
+	made := map[string]madeLayer{}
 	for _, l := range layers {
-		made[shortLayer(l)] = true
+		made[shortLayer(l.ID)] = l
 	}
 	for _, img := range imgs {
 		if keep[img.ID] || inUse[img.ID] {
@@ -115,8 +133,10 @@ func planImageGC(service string, imgs []builder.Image, keep, inUse map[string]bo
 			finals = append(finals, img.ID)
 		case owner != "":
 			// another service's build
-		case dangling && len(img.Names) == 0 && children[img.ID] == 0 && made[shortLayer(img.ID)]:
-			leaves = append(leaves, img.ID)
+		case dangling && len(img.Names) == 0 && children[img.ID] == 0:
+			if m, ok := made[shortLayer(img.ID)]; ok && m.covers(img.Created) {
+				leaves = append(leaves, img.ID)
+			}
 		}
 	}
 	return finals, leaves
@@ -131,7 +151,7 @@ type imageGCResult struct {
 
 // collectImages removes what planImageGC chose; an image another
 // collection or cascade removed first is not an error.
-func collectImages(ctx context.Context, b *builder.Builder, service string, keep map[string]bool, layers []string) (imageGCResult, error) {
+func collectImages(ctx context.Context, b *builder.Builder, service string, keep map[string]bool, layers []madeLayer) (imageGCResult, error) {
 	var res imageGCResult
 	imgs, err := b.Images(ctx)
 	if err != nil {
@@ -168,11 +188,16 @@ func collectImages(ctx context.Context, b *builder.Builder, service string, keep
 	return res, errors.Join(errs...)
 }
 
-// layerIDs are the layers the build made, as its log named them.
-func (b *buildRecord) layerIDs() []string {
+// madeLayers are the layers the build's log named as made by it, with
+// the build's time span. The caller holds the deployer's mu (BuildInfo).
+func (b *buildRecord) madeLayers() []madeLayer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]string(nil), b.layers...)
+	out := make([]madeLayer, len(b.layers))
+	for i, id := range b.layers {
+		out[i] = madeLayer{ID: id, From: b.Started, To: b.Finished}
+	}
+	return out
 }
 
 // collectImages removes the images of the service's builds that rollback
@@ -192,9 +217,9 @@ func (d *deployer) collectImages(reason string) {
 	if d.current != nil {
 		current = d.current.imageID
 	}
-	var layers []string
+	var layers []madeLayer
 	for _, rec := range d.builds {
-		layers = append(layers, rec.layerIDs()...)
+		layers = append(layers, rec.madeLayers()...)
 	}
 	d.mu.Unlock()
 	revs, err := d.st.Revisions(d.name)
@@ -223,7 +248,7 @@ func (d *deployer) logCollection(reason string, res imageGCResult, kept int, err
 // removeAllImages removes every image and build layer of a deleted
 // service (d, whose context is canceled). Its instances may still be
 // stopping: an image a container uses is tried again for a while.
-func (d *deployer) removeAllImages(layers []string) {
+func (d *deployer) removeAllImages(layers []madeLayer) {
 	d.images <- struct{}{} // after the build that the delete canceled ends
 	defer func() { <-d.images }()
 	d.mu.Lock()

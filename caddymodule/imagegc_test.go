@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/podcell/podcell/builder"
 	"github.com/podcell/podcell/caddymodule/store"
@@ -38,8 +39,11 @@ func TestKeptImages(t *testing.T) {
 
 func TestPlanImageGC(t *testing.T) {
 	const base = "base000000000000"
+	// The builds ran from t0 to t1; every image was made then but old.
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	t1 := t0.Add(2 * time.Minute)
 	img := func(id, parent string, names, history []string) builder.Image {
-		return builder.Image{ID: id, Parent: parent, Names: names, NamesHistory: history}
+		return builder.Image{ID: id, Parent: parent, Names: names, NamesHistory: history, Created: t0.Add(time.Minute)}
 	}
 	imgs := []builder.Image{
 		img(base, "", []string{"localhost/podcell-runtime:python"}, []string{"localhost/podcell-runtime:python"}),
@@ -56,16 +60,22 @@ func TestPlanImageGC(t *testing.T) {
 		img("sh00000000000aaa", "deps00000000000a", nil, []string{"localhost/podcell-build/svc2:h2", "localhost/podcell-build/svc:h1"}),
 		// svc-2 is another service, not svc with a suffix.
 		img("x1000000000000aa", "deps00000000000a", nil, []string{"localhost/podcell-build/svc-2:h"}),
+		// A dangling layer made before svc's builds, which a build step
+		// named by printing "--> old000000000" in its own output.
+		{ID: "old00000000000aa", Parent: base, Created: t0.Add(-time.Hour)},
 	}
 	keep := map[string]bool{"v3000000000000aa": true, "v2000000000000aa": true}
-	layers := []string{"deps00000000000", "fail00000000000", "v30000000000000"}
+	var layers []madeLayer
+	for _, id := range []string{"deps00000000000", "fail00000000000", "v30000000000000", "old000000000"} {
+		layers = append(layers, madeLayer{ID: id, From: t0, To: t1})
+	}
 
 	finals, leaves := planImageGC("svc", imgs, keep, nil, layers, true)
 	if want := []string{"v1000000000000aa"}; !reflect.DeepEqual(finals, want) {
 		t.Errorf("finals %v, want %v", finals, want)
 	}
 	if want := []string{"fail00000000000a"}; !reflect.DeepEqual(leaves, want) {
-		t.Errorf("dangling layers %v, want %v (not the busy one no build of svc named, not the shared deps layer)", leaves, want)
+		t.Errorf("dangling layers %v, want %v (not the busy one no build of svc named, not the shared deps layer, not the old one made before the build that named it)", leaves, want)
 	}
 
 	// A build runs somewhere: dangling layers may be its newest step.
@@ -118,7 +128,11 @@ func TestBuildRecordsMadeLayers(t *testing.T) {
 	} {
 		rec.addLine(l)
 	}
-	if got, want := rec.layerIDs(), []string{"7bf1deeb2e4", "5c3f497ae10"}; !reflect.DeepEqual(got, want) {
+	var got []string
+	for _, l := range rec.madeLayers() {
+		got = append(got, l.ID)
+	}
+	if want := []string{"7bf1deeb2e4", "5c3f497ae10"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("layers %v, want %v", got, want)
 	}
 }
