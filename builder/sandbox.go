@@ -69,6 +69,33 @@ func (l Limits) Validate() error {
 	return nil
 }
 
+// WithDefaults fills l's zero fields with the default limits.
+func (l Limits) WithDefaults() Limits { return l.or(defaultLimits) }
+
+// Within checks that l (its zero fields taking max's) raises none of
+// max's limits, naming the first it raises. The admin API's services may
+// lower their build limits below the config's, never raise them: anyone
+// who reaches the API could otherwise give a build all the host's memory
+// and processes, for as long as it likes.
+func (l Limits) Within(max Limits) error {
+	l = l.or(max)
+	over := func(field, v, m string) error {
+		return &InputError{Field: field, Value: v,
+			Reason: fmt.Sprintf("is over the config's %s %s: a service declared through the admin API may lower its build limits, not raise them; raise the global option in the config instead", field, m)}
+	}
+	switch {
+	case l.MemoryMB > max.MemoryMB:
+		return over("build_memory", strconv.Itoa(l.MemoryMB)+"MB", strconv.Itoa(max.MemoryMB)+"MB")
+	case l.CPUs > max.CPUs:
+		return over("build_cpus", strconv.FormatFloat(l.CPUs, 'g', -1, 64), strconv.FormatFloat(max.CPUs, 'g', -1, 64))
+	case l.Pids > max.Pids:
+		return over("build_pids", strconv.Itoa(l.Pids), strconv.Itoa(max.Pids))
+	case l.Timeout > max.Timeout:
+		return over("build_timeout", l.Timeout.String(), max.Timeout.String())
+	}
+	return nil
+}
+
 // or fills l's zero fields from d.
 func (l Limits) or(d Limits) Limits {
 	if l.MemoryMB == 0 {

@@ -342,3 +342,29 @@ func TestLimitsValidate(t *testing.T) {
 		t.Errorf("or: %+v", got)
 	}
 }
+
+// TestLimitsWithin: a service's limits may lower the config's, never
+// raise them; zero fields take the config's. No Podman needed.
+func TestLimitsWithin(t *testing.T) {
+	max := Limits{MemoryMB: 2048, CPUs: 1, Pids: 1024, Timeout: 15 * time.Minute}
+	for _, ok := range []Limits{{}, {MemoryMB: 512}, {CPUs: 0.5, Pids: 64, Timeout: time.Minute}, max} {
+		if err := ok.Within(max); err != nil {
+			t.Errorf("%+v within %+v: %v", ok, max, err)
+		}
+	}
+	for field, over := range map[string]Limits{
+		"build_memory":  {MemoryMB: 4096},
+		"build_cpus":    {CPUs: 2},
+		"build_pids":    {Pids: 1 << 20},
+		"build_timeout": {Timeout: time.Hour},
+	} {
+		err := over.Within(max)
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Field != field || !strings.Contains(err.Error(), "raise the global option") {
+			t.Errorf("%+v within %+v: %v, want an error naming %s", over, max, err, field)
+		}
+	}
+	if got := (Limits{Pids: 64}).WithDefaults(); got != (Limits{MemoryMB: DefaultBuildMemoryMB, CPUs: DefaultBuildCPUs, Pids: 64, Timeout: DefaultBuildTimeout}) {
+		t.Errorf("WithDefaults: %+v", got)
+	}
+}

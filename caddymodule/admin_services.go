@@ -72,6 +72,11 @@ func putService(w http.ResponseWriter, r *http.Request, name string) error {
 	if err != nil {
 		return err
 	}
+	if spec.Git != nil {
+		if err := spec.Git.spec(8080).Limits.Within(a.buildLimits().WithDefaults()); err != nil {
+			return apiError(http.StatusBadRequest, err.Error())
+		}
+	}
 	defer a.lockChanges()()
 	old := a.services[name]
 	if old != nil && old.api == nil {

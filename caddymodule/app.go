@@ -249,7 +249,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		BaseImages:   a.RuntimeImages,
 		MaxBuilds:    a.BuildConcurrency,
 		MaxClones:    a.BuildConcurrency,
-		Limits:       builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)},
+		Limits:       a.buildLimits(),
 		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
 		MaxRepoFiles: a.MaxRepoFiles,
 	}); err != nil {
@@ -403,3 +403,8 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// buildLimits are the config's build limits (zero fields: the defaults).
+func (a *App) buildLimits() builder.Limits {
+	return builder.Limits{MemoryMB: a.BuildMemoryMB, CPUs: a.BuildCPUs, Pids: a.BuildPids, Timeout: time.Duration(a.BuildTimeout)}
+}
