@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +11,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
-	"github.com/podcell/podcell/caddymodule/cron"
-	"github.com/podcell/podcell/caddymodule/observe"
+	"github.com/podcell/podcell/caddymodule/controller"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
 )
@@ -63,10 +60,10 @@ type App struct {
 	// build's steps: memory (swap included), cores, processes and threads
 	// at once, and the image build's wall clock. Defaults: 2048 MB, 1 core,
 	// 1024, 15m. A git source can set its own.
-	BuildMemoryMB int            `json:"build_memory_mb,omitempty"`
-	BuildCPUs     float64        `json:"build_cpus,omitempty"`
-	BuildPids     int            `json:"build_pids,omitempty"`
-	BuildTimeout  caddy.Duration `json:"build_timeout,omitempty"`
+	BuildMemoryMB int                 `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64             `json:"build_cpus,omitempty"`
+	BuildPids     int                 `json:"build_pids,omitempty"`
+	BuildTimeout  controller.Duration `json:"build_timeout,omitempty"`
 	// MaxRepoMB bounds a repository a build clones, in MiB: the bytes its
 	// server sends and the size of the files of the commit built (default
 	// 1024). MaxRepoFiles bounds that commit's files and directories
@@ -84,41 +81,13 @@ type App struct {
 
 	ctx      caddy.Context
 	log      *zap.Logger
-	key      string
-	sc       *scaler.Scaler
-	closing  *atomic.Bool
+	ctrl     *controller.Controller
+	pool     *pooledController
+	settings controller.Settings
+	// declared are the services this config's handlers declare, applied
+	// by Start (a config that fails to load never changes what runs).
 	mu       *sync.Mutex
-	services map[string]*serviceRef // declared by this config: handlers, then the store
-	builder  *builder.Builder
-	st       *store.Store
-	stKey    string
-	routes   *atomic.Pointer[map[string]*serviceRef] // services by name, for host mode
-	hub      *observe.Hub                            // the scaler's: metrics, logs and error events
-	cron     *cron.Scheduler                         // the store's, shared with the configs before and after
-	rp       *reverseproxy.Handler                   // serves the scheduled calls
-}
-
-// serviceRef ties a handler to its service. The service is applied to the
-// scaler when the app starts, after the whole config provisioned, so a
-// config that fails to load never changes running services.
-type serviceRef struct {
-	cfg   scaler.ServiceConfig // as declared, without the store's env vars
-	cron  []CronJob            // as declared, without the jobs the admin API stored
-	api   *ServiceSpec         // declared through the admin API (nil: by a handler)
-	src   *gitSource           // nil: cfg.Image runs as it is
-	dep   *deployer            // with src
-	svc   atomic.Pointer[scaler.Service]
-	ready chan struct{} // closed once svc is set
-	once  sync.Once
-	key   string // in services and deployers
-	// requests counts the service's answers (looked up once, not per request).
-	requests *observe.Requests
-}
-
-// set points the ref at svc, waking requests that waited for a first one.
-func (r *serviceRef) set(svc *scaler.Service) {
-	r.svc.Store(svc)
-	r.once.Do(func() { close(r.ready) })
+	declared map[string]controller.Declared
 }
 
 func (App) CaddyModule() caddy.ModuleInfo {
@@ -128,55 +97,30 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// scalers keeps one scaler per Podman address and owner across reloads:
-// Caddy provisions the new config before it cleans up the old one.
-var scalers = caddy.NewUsagePool()
+// controllers keeps one controller per data dir across reloads: Caddy
+// provisions the new config before it cleans up the old one, and the
+// store in the data dir can be opened once. It is the only state podcell
+// keeps outside a config.
+var controllers = caddy.NewUsagePool()
 
-// services counts the configs that declare each service, so a service is
-// removed only when the last config that had it is unloaded.
-var services = caddy.NewUsagePool()
-
-type pooledScaler struct {
-	sc *scaler.Scaler
-	// closing is set when the last config lets go of the scaler: its
-	// services then go with Close (which honours keep_on_stop), not one by one.
-	closing *atomic.Bool
-	// hub observes the scaler, so it lives (and keeps its metrics) as long.
-	hub *observe.Hub
+// pooledController is a controller with what the admin API reads of the
+// config that started it last.
+type pooledController struct {
+	ctrl      *controller.Controller
+	dashboard atomic.Bool
+	started   atomic.Int64 // unix nanoseconds of the last Start; 0: none
 }
 
-func (p pooledScaler) Destruct() error {
+func (p *pooledController) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	defer p.hub.Close()
-	return p.sc.Close(ctx)
-}
-
-type pooledService struct {
-	sc      *scaler.Scaler
-	closing *atomic.Bool
-	name    string
-}
-
-// Destruct removes the service when no config and no API declares it any
-// more. Its instances drain in the background: the caller holds the lock
-// that reloads and the admin API's changes take (a DELETE), or is Caddy's
-// reload itself, and a drain can last the service's drain_timeout.
-func (p pooledService) Destruct() error {
-	if p.closing.Load() {
-		return nil
-	}
-	if p.sc.Service(p.name) == nil {
-		return nil // declared by a config that never started
-	}
-	return p.sc.RemoveInBackground(p.name)
+	return p.ctrl.Close(ctx)
 }
 
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.log = ctx.Logger()
-	a.services = map[string]*serviceRef{}
-	a.routes = new(atomic.Pointer[map[string]*serviceRef])
+	a.declared = map[string]controller.Declared{}
 	a.mu = new(sync.Mutex)
 	if a.Podman == "" {
 		a.Podman = os.Getenv("CONTAINER_HOST")
@@ -196,158 +140,113 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("podcell: keep_images %d: use 0 to %d (rollback reaches no further back than the %d revisions kept)",
 			*a.KeepImages, store.MaxRevisions-1, store.MaxRevisions)
 	}
+	if a.MaxRepoMB < 0 || a.MaxRepoFiles < 0 {
+		return fmt.Errorf("podcell: max_repo_mb %d, max_repo_files %d: use positive numbers, or leave them out for the defaults (1024 MiB, 200000 files)", a.MaxRepoMB, a.MaxRepoFiles)
+	}
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "podcell")
 	}
 	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
 		return fmt.Errorf("podcell: data_dir %s: %w (choose a writable directory with data_dir)", a.DataDir, err)
 	}
-	// The store first: a wrong key must stop the config before it touches
-	// any container.
-	if err := a.openStore(); err != nil {
-		return fmt.Errorf("podcell: %w", err)
-	}
-	a.key = a.Podman + "|" + a.Owner
-	val, _, err := scalers.LoadOrNew(a.key, func() (caddy.Destructor, error) {
+	val, _, err := controllers.LoadOrNew(a.DataDir, func() (caddy.Destructor, error) {
+		// The store's key first: a wrong one must stop the config before
+		// it touches any container.
+		key, err := store.LoadKey(store.KeySource{File: a.EncryptionKeyFile, Env: a.EncryptionKeyEnv}, a.DataDir, filepath.Join(a.DataDir, "store"))
+		if err != nil {
+			return nil, err
+		}
 		rt, err := scaler.NewPodman(context.Background(), a.Podman)
 		if err != nil {
 			return nil, err
 		}
-		hub := observe.NewHub(rt)
-		sc, err := scaler.New(context.Background(), rt, scaler.Options{
-			Owner:                 a.Owner,
-			UserNS:                a.UserNS,
-			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
-			KeepOnClose:           a.KeepOnStop,
-			Logger:                caddy.Log().Named("podcell"),
-			Observer:              hub,
-			// Only the config's env values are ever named for expansion.
-			Expand: expandPlaceholders,
+		ctrl, err := controller.New(controller.Options{
+			DataDir: a.DataDir,
+			Key:     key,
+			Runtime: rt,
+			Scaler: scaler.Options{
+				Owner:                 a.Owner,
+				UserNS:                a.UserNS,
+				AllowUnenforcedLimits: a.AllowUnenforcedLimits,
+				KeepOnClose:           a.KeepOnStop,
+				Logger:                caddy.Log().Named("podcell"),
+				// Only the config's env values are ever named for expansion.
+				Expand: expandPlaceholders,
+			},
+			Logger: caddy.Log().Named("podcell"),
 		})
 		if err != nil {
 			return nil, err
 		}
-		hub.Watch(sc)
-		return pooledScaler{sc: sc, closing: new(atomic.Bool), hub: hub}, nil
+		return &pooledController{ctrl: ctrl}, nil
 	})
 	if err != nil {
-		stores.Delete(a.stKey)
-		a.st = nil
 		return fmt.Errorf("podcell: %w", err)
 	}
-	a.sc = val.(pooledScaler).sc
-	a.closing = val.(pooledScaler).closing
-	a.hub = val.(pooledScaler).hub
-	pm, ok := a.sc.Runtime().(*scaler.Podman)
+	a.pool = val.(*pooledController)
+	a.ctrl = a.pool.ctrl
+	a.settings = controller.Settings{BuildLimits: a.buildLimits(), KeepImages: a.keepImages()}
+	pm, ok := a.ctrl.Runtime().(*scaler.Podman)
 	if !ok {
 		return fmt.Errorf("podcell: builds need the Podman runtime")
 	}
-	if a.MaxRepoMB < 0 || a.MaxRepoFiles < 0 {
-		return fmt.Errorf("podcell: max_repo_mb %d, max_repo_files %d: use positive numbers, or leave them out for the defaults (1024 MiB, 200000 files)", a.MaxRepoMB, a.MaxRepoFiles)
-	}
-	if a.builder, err = builder.New(pm, builder.Options{
+	b, err := builder.New(pm, builder.Options{
 		BaseImages:   a.RuntimeImages,
 		MaxBuilds:    a.BuildConcurrency,
 		MaxClones:    a.BuildConcurrency,
 		Limits:       a.buildLimits(),
 		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
 		MaxRepoFiles: a.MaxRepoFiles,
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
-	if err := a.openScheduler(); err != nil {
-		return fmt.Errorf("podcell: cron: %w", err)
-	}
-	rp := newProxy(0)
-	if err := rp.Provision(ctx); err != nil {
-		return fmt.Errorf("podcell: %w", err)
-	}
-	a.rp = rp
+	a.settings.Builder = b
 	return nil
 }
 
 // keepImages is the keep_images setting or its default.
 func (a *App) keepImages() int {
 	if a.KeepImages == nil {
-		return DefaultKeepImages
+		return controller.DefaultKeepImages
 	}
 	return *a.KeepImages
 }
 
 // declare registers a handler's service with this config. Two handlers
 // may share a service only with identical settings.
-func (a *App) declare(cfg scaler.ServiceConfig, src *gitSource, jobs []CronJob) (*serviceRef, error) {
+func (a *App) declare(d controller.Declared) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.declareLocked(cfg, src, jobs, nil)
+	if prev, ok := a.declared[d.Name]; ok {
+		if !reflect.DeepEqual(prev, d) {
+			return fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", d.Name)
+		}
+		return nil
+	}
+	a.declared[d.Name] = d
+	return nil
 }
 
-func (a *App) declareLocked(cfg scaler.ServiceConfig, src *gitSource, jobs []CronJob, api *ServiceSpec) (*serviceRef, error) {
-	if len(jobs) == 0 {
-		jobs = nil // "cron": [] declares what no cron line does
-	}
-	if ref := a.services[cfg.Name]; ref != nil {
-		if !sameConfig(ref.cfg, cfg) || !sameSource(ref.src, src) || !reflect.DeepEqual(ref.cron, jobs) {
-			return nil, fmt.Errorf("service %s is declared twice with different settings: give one of them another name, or make them equal", cfg.Name)
-		}
-		return ref, nil
-	}
-	ref := &serviceRef{cfg: cfg, cron: jobs, src: src, api: api, ready: make(chan struct{}), key: a.key + "|" + cfg.Name,
-		requests: a.hub.Requests(cfg.Name)}
-	if _, _, err := services.LoadOrNew(ref.key, func() (caddy.Destructor, error) {
-		return pooledService{sc: a.sc, closing: a.closing, name: cfg.Name}, nil
-	}); err != nil {
-		return nil, err
-	}
-	if src != nil {
-		d, err := a.loadDeployer(ref)
-		if err != nil {
-			return nil, err
-		}
-		ref.dep = d
-	}
-	// During a reload the service may already run: serve with it until
-	// Start applies the new settings.
-	if svc := a.sc.Service(cfg.Name); svc != nil {
-		ref.set(svc)
-	}
-	a.services[cfg.Name] = ref
-	return ref, nil
-}
-
-// sameConfig: every setting equal, so two handlers can share the service.
-func sameConfig(a, b scaler.ServiceConfig) bool { return reflect.DeepEqual(a, b) }
-
-// Start applies the declared services (rolling over those whose revision
-// changed), adds the services declared through the admin API, removes
-// containers that no service claims, and then schedules the services'
-// cron jobs.
+// Start hands the config's services and settings to the controller,
+// which runs them (and the services the admin API stored), removes what
+// no service claims and schedules the cron jobs.
 func (a *App) Start() error {
-	defer a.lockChanges()()
-	for name, ref := range a.services {
-		if err := a.applyRef(ref, "config"); err != nil {
-			return fmt.Errorf("podcell: service %s: %w", name, err)
-		}
+	a.mu.Lock()
+	config := make([]controller.Declared, 0, len(a.declared))
+	for _, d := range a.declared {
+		config = append(config, d)
 	}
-	if err := a.loadAPIServices(); err != nil {
+	a.mu.Unlock()
+	if err := a.ctrl.Start(a.settings, config); err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
-	a.publishRoutesLocked()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := a.sc.Reconcile(ctx); err != nil {
-		a.log.Warn("could not clean up leftover containers", zap.Error(err))
-	}
-	current.Store(a)
-	// Last: a config that fails to start leaves the jobs of the one
-	// running. Jobs this config keeps unchanged carry on as they were.
-	if err := a.syncCronLocked(); err != nil {
-		return fmt.Errorf("podcell: cron: %w", err)
-	}
-	h := a.sc.Host()
+	a.pool.dashboard.Store(a.Dashboard)
+	a.pool.started.Store(time.Now().UnixNano())
+	h := a.ctrl.Scaler().Host()
 	a.log.Info("podcell started", zap.String("podman", a.Podman), zap.String("podman_version", h.Version),
-		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(a.services)),
-		zap.String("store", a.st.Dir()))
+		zap.Bool("rootless", h.Rootless), zap.String("cgroup", h.CgroupVersion), zap.Int("services", len(config)),
+		zap.String("store", a.ctrl.Store().Dir()))
 	if a.Dashboard {
 		// A browser's first visit is refused unless the admin endpoint
 		// allows requests without an origin; say where to look.
@@ -358,45 +257,19 @@ func (a *App) Start() error {
 
 func (a *App) Stop() error { return nil }
 
-// Cleanup releases this config's hold on its services and the scaler; the
-// last config to let go of a service removes its instances.
+// Cleanup releases this config's hold on the controller; the last config
+// to let go of a data dir closes it (and with it the scaler, which stops
+// the instances unless keep_on_stop).
 func (a *App) Cleanup() error {
-	if a.sc == nil {
+	if a.ctrl == nil {
 		return nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	current.CompareAndSwap(a, nil)
-	var err error
-	// Before the store and the scaler: the last config to go stops the
-	// scheduler, whose runs in progress still use them.
-	if a.cron != nil {
-		_, err = schedulers.Delete(a.stKey)
-	}
-	if a.rp != nil {
-		err = errors.Join(err, a.rp.Cleanup())
-	}
-	if n, _ := scalers.References(a.key); n <= 1 {
-		a.closing.Store(true)
-	}
-	for _, ref := range a.services {
-		services.Delete(ref.key)
-		if ref.src != nil {
-			deployers.Delete(ref.key)
-		}
-	}
-	_, serr := scalers.Delete(a.key)
-	err = errors.Join(err, serr)
-	if a.st != nil {
-		if _, serr := stores.Delete(a.stKey); serr != nil {
-			err = errors.Join(err, serr)
-		}
-	}
+	_, err := controllers.Delete(a.DataDir)
 	return err
 }
 
-// Scaler is the scaler this app runs services with.
-func (a *App) Scaler() *scaler.Scaler { return a.sc }
+// Controller is the controller this app runs services with.
+func (a *App) Controller() *controller.Controller { return a.ctrl }
 
 var (
 	_ caddy.App          = (*App)(nil)

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/controller"
 )
 
 // The build limits in the global options become the app's JSON, and a
@@ -32,7 +32,7 @@ func TestBuildLimitsCaddyfile(t *testing.T) {
 	if err := json.Unmarshal(v.(httpcaddyfile.App).Value, &app); err != nil {
 		t.Fatal(err)
 	}
-	if app.BuildConcurrency != 2 || app.BuildMemoryMB != 1024 || app.BuildCPUs != 0.5 || app.BuildPids != 512 || app.BuildTimeout != caddy.Duration(10*time.Minute) ||
+	if app.BuildConcurrency != 2 || app.BuildMemoryMB != 1024 || app.BuildCPUs != 0.5 || app.BuildPids != 512 || app.BuildTimeout != controller.Duration(10*time.Minute) ||
 		app.MaxRepoMB != 256 || app.MaxRepoFiles != 5000 {
 		t.Errorf("app: %+v", app)
 	}
@@ -61,7 +61,7 @@ func TestBuildLimitsCaddyfile(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	got := back.Git.spec(8080).Limits
+	got := back.Git.BuildSpec(8080).Limits
 	if want := (builder.Limits{MemoryMB: 512, Pids: 256, Timeout: 90 * time.Second}); got != want {
 		t.Errorf("round trip through %s: limits %+v, want %+v", b, got, want)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/podcell/podcell/caddymodule/controller"
 	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/scaler"
 )
@@ -220,7 +221,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		*dst = n
 		return nil
 	}
-	durArg := func(dst *caddy.Duration) error {
+	durArg := func(dst *controller.Duration) error {
 		name := d.Val()
 		var s string
 		if !d.AllArgs(&s) {
@@ -234,7 +235,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil || v <= 0 {
 			return d.Errf("%s %q: want a positive duration such as 500ms, 30s or 5m", name, s)
 		}
-		*dst = caddy.Duration(v)
+		*dst = controller.Duration(v)
 		return nil
 	}
 	sizeArg := func(dst *int) error {
@@ -353,12 +354,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "stop_grace":
 			err = durArg(&h.StopGrace)
 		case "stream_close_delay":
-			err = durArg(&h.StreamCloseDelay)
+			var v controller.Duration
+			err = durArg(&v)
+			h.StreamCloseDelay = caddy.Duration(v)
 		case "cron":
 			if h.Service == "" {
 				return d.Errf("cron belongs in the block of a named service (podcell <name> { cron ... }), not in host mode")
 			}
-			var job CronJob
+			var job controller.CronJob
 			if job, err = parseCron(d, h.Service); err == nil {
 				h.Cron = append(h.Cron, job)
 			}
@@ -368,7 +371,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("hosts takes one or more patterns: hosts *.apps.localhost")
 			}
 		default:
-			return d.Errf("unknown podcell subdirective %q: see Caddyfile.example or docs/caddyfile.md for the list", d.Val())
+			return d.Errf("unknown podcell subdirective %q: see Caddyfile.example or docs/configuration.md for the list", d.Val())
 		}
 		if err != nil {
 			return err
@@ -392,13 +395,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // parseCron reads a cron line of service and its block of options.
-func parseCron(d *caddyfile.Dispenser, service string) (CronJob, error) {
+func parseCron(d *caddyfile.Dispenser, service string) (controller.CronJob, error) {
 	args := d.RemainingArgs()
 	if len(args) < 3 || len(args) > 4 {
-		return CronJob{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
+		return controller.CronJob{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
 	}
 	// Methods are upper case, as Caddy's method matcher takes them.
-	c := CronJob{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
+	c := controller.CronJob{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
 	if len(args) == 4 {
 		c.Body = args[3]
 	}
@@ -418,7 +421,7 @@ func parseCron(d *caddyfile.Dispenser, service string) (CronJob, error) {
 			if err != nil || t <= 0 {
 				return c, d.Errf("cron timeout %q: want a positive duration such as 30s or 5m", v)
 			}
-			c.Timeout = caddy.Duration(t)
+			c.Timeout = controller.Duration(t)
 		case "retries":
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -445,15 +448,15 @@ func parseCron(d *caddyfile.Dispenser, service string) (CronJob, error) {
 		}
 	}
 	// Here, while the error can still point at the job's lines.
-	if err := c.job(service).Validate(); err != nil {
+	if err := c.Job(service).Validate(); err != nil {
 		return c, d.Errf("%v", err)
 	}
 	return c, nil
 }
 
-func (h *Handler) git() *gitSource {
+func (h *Handler) git() *controller.GitSource {
 	if h.Git == nil {
-		h.Git = new(gitSource)
+		h.Git = new(controller.GitSource)
 	}
 	return h.Git
 }
@@ -462,7 +465,7 @@ func (h *Handler) git() *gitSource {
 // build_pids <n> and build_timeout <duration> into its field. The
 // bounds are checked by builder.Limits.Validate at provision time (and
 // for a handler, by its Validate below).
-func parseBuildLimit(d *caddyfile.Dispenser, memMB *int, cpus *float64, pids *int, timeout *caddy.Duration) error {
+func parseBuildLimit(d *caddyfile.Dispenser, memMB *int, cpus *float64, pids *int, timeout *controller.Duration) error {
 	name := d.Val()
 	var s string
 	if !d.AllArgs(&s) {
@@ -494,7 +497,7 @@ func parseBuildLimit(d *caddyfile.Dispenser, memMB *int, cpus *float64, pids *in
 		if err != nil || v <= 0 {
 			return d.Errf("build_timeout %q: want a positive duration such as 15m", s)
 		}
-		*timeout = caddy.Duration(v)
+		*timeout = controller.Duration(v)
 	}
 	return nil
 }

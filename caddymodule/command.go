@@ -17,6 +17,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/podcell/podcell/caddymodule/controller"
 	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/observe"
 )
@@ -80,7 +81,7 @@ func podcellCommands(cmd *cobra.Command) {
 		Short: "List services with their instances by state",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var list []ServiceStatus
+			var list []controller.ServiceStatus
 			if err := getJSON("/podcell/services", &list); err != nil {
 				return err
 			}
@@ -142,7 +143,7 @@ func podcellCommands(cmd *cobra.Command) {
 		Short: "List the service's recent builds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var list []BuildInfo
+			var list []controller.BuildInfo
 			if err := getJSON("/podcell/services/"+args[0]+"/builds", &list); err != nil {
 				return err
 			}
@@ -215,7 +216,7 @@ func podcellCommands(cmd *cobra.Command) {
 		Short: "List the service's revisions, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var list []RevisionInfo
+			var list []controller.RevisionInfo
 			if err := getJSON("/podcell/services/"+args[0]+"/revisions", &list); err != nil {
 				return err
 			}
@@ -268,7 +269,7 @@ func envCommand(request func(method, uri string, body io.Reader) (*http.Response
 			if reveal {
 				uri += "?reveal=true"
 			}
-			var out EnvList
+			var out controller.EnvList
 			if err := getJSON(uri, &out); err != nil {
 				return err
 			}
@@ -295,7 +296,7 @@ func envCommand(request func(method, uri string, body io.Reader) (*http.Response
 			return err
 		}
 		defer resp.Body.Close()
-		var out EnvList
+		var out controller.EnvList
 		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 			return err
 		}
@@ -348,7 +349,7 @@ func cronCommand(request func(method, uri string, body io.Reader) (*http.Respons
 		Short: "List the service's cron jobs with their next fire time and last run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var jobs []CronJobStatus
+			var jobs []controller.CronJobStatus
 			if err := getJSON("/podcell/services/"+args[0]+"/cron", &jobs); err != nil {
 				return err
 			}

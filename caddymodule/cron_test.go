@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/podcell/podcell/caddymodule/controller"
 	"github.com/podcell/podcell/caddymodule/cron"
 )
 
@@ -33,11 +33,11 @@ func TestCronCaddyfileRoundTrip(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	want := []CronJob{
+	want := []controller.CronJob{
 		{Schedule: "0 3 * * *", Method: "POST", Path: "/tasks/cleanup"},
 		{Name: "weekly-report", Schedule: "@weekly", Method: "POST", Path: "/tasks/report", Body: `{"full": true}`,
 			Header: http.Header{"Content-Type": {"application/json"}}, TimeZone: "Europe/Berlin",
-			Timeout: caddy.Duration(5 * time.Minute), Retries: 3, Overlap: cron.OverlapReplace},
+			Timeout: controller.Duration(5 * time.Minute), Retries: 3, Overlap: cron.OverlapReplace},
 	}
 	if !reflect.DeepEqual(h.Cron, want) {
 		t.Fatalf("parsed %+v\nwant   %+v", h.Cron, want)
@@ -53,7 +53,7 @@ func TestCronCaddyfileRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(back.Cron, want) {
 		t.Fatalf("after JSON %s:\n%+v", b, back.Cron)
 	}
-	j := h.Cron[0].job("hello")
+	j := h.Cron[0].Job("hello")
 	if j.Name != cron.DefaultName("0 3 * * *", "/tasks/cleanup") || j.TimeZone != "UTC" || j.Timeout != time.Minute || j.Overlap != cron.OverlapSkip {
 		t.Errorf("defaults: %+v", j)
 	}

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
-	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/caddymodule/controller"
 )
 
 func init() {
@@ -37,15 +36,15 @@ type Handler struct {
 	Hosts []string `json:"hosts,omitempty"`
 
 	// The service's settings (with Service).
-	ServiceSpec
+	controller.ServiceSpec
 
 	// StreamCloseDelay keeps WebSockets and other upgraded streams open for
 	// this long after a config reload (as reverse_proxy's stream_close_delay).
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
-	app      *App
-	ref      *serviceRef // nil in host mode
-	suffixes []string    // ".<domain>" of each Hosts pattern, lowercase
+	ctrl     *controller.Controller
+	gw       *controller.Gateway // nil in host mode
+	suffixes []string            // ".<domain>" of each Hosts pattern, lowercase
 	rp       *reverseproxy.Handler
 	log      *zap.Logger
 }
@@ -69,7 +68,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app = appIface.(*App)
+	app := appIface.(*App)
+	h.ctrl = app.ctrl
 	for _, p := range h.Hosts {
 		suffix, _ := hostSuffix(p) // checked by Validate
 		h.suffixes = append(h.suffixes, suffix)
@@ -77,13 +77,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Service != "" {
 		// Only here, for what the config's author wrote, do placeholders
 		// resolve: never for the admin API's values (placeholders.go).
-		cfg := h.ServiceSpec.config(h.Service)
-		if err := resolveConfigSecrets(&cfg, h.Git); err != nil {
+		d, err := declaration(h.Service, h.ServiceSpec)
+		if err != nil {
 			return fmt.Errorf("podcell service %s: %w", h.Service, err)
 		}
-		if h.ref, err = h.app.declare(cfg, h.Git, h.Cron); err != nil {
+		if err := app.declare(d); err != nil {
 			return err
 		}
+		h.gw = h.ctrl.Gateway(h.Service)
 	}
 	h.rp = newProxy(h.StreamCloseDelay)
 	return h.rp.Provision(ctx)
@@ -104,7 +105,7 @@ func (h *Handler) Validate() error {
 		if h.Service != "" {
 			return fmt.Errorf("podcell: set a service or hosts, not both (hosts serves every service by its host name)")
 		}
-		if !reflect.DeepEqual(h.ServiceSpec, ServiceSpec{}) {
+		if !reflect.DeepEqual(h.ServiceSpec, controller.ServiceSpec{}) {
 			return fmt.Errorf("podcell hosts %v: service settings (image, memory...) belong to a named service, not to host mode", h.Hosts)
 		}
 		for _, p := range h.Hosts {
@@ -117,7 +118,7 @@ func (h *Handler) Validate() error {
 	if h.Service == "" {
 		return fmt.Errorf("podcell: a service name (or hosts, for host mode) is required")
 	}
-	return h.ServiceSpec.validate(h.Service)
+	return h.ServiceSpec.Validate(h.Service)
 }
 
 // hostSuffix checks a host pattern "*.<domain>" and returns ".<domain>".
@@ -157,10 +158,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			delete(r.Header, k)
 		}
 	}
-	ref := h.ref
-	if ref == nil {
+	gw := h.gw
+	if gw == nil {
 		name := h.serviceForHost(r.Host)
-		if ref = h.app.route(name); ref == nil {
+		if gw = h.ctrl.Route(name); gw == nil {
 			// Not counted: there is no service to count it under.
 			if name == "" {
 				return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("host %q is not <service>.<domain> for hosts %v", r.Host, h.Hosts))
@@ -168,7 +169,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no service %q", name))
 		}
 	}
-	return serve(w, r, ref, h.rp, next)
+	// The webhook is its own route: its POSTs are not the service's
+	// traffic, and never reach an instance.
+	if p := gw.WebhookPath(); p != "" && r.URL.Path == p {
+		h.ctrl.ServeWebhook(w, r, gw.Name())
+		return nil
+	}
+	return serve(w, r, gw, h.rp, next)
 }
 
 // cronHeaderPrefix starts the names of the headers of a scheduled call.
@@ -204,15 +211,15 @@ func isAlnum(c byte) bool {
 	return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
 }
 
-// serve is a service's request path, for user traffic and scheduled calls
-// alike: it takes an instance from the scaler (starting or resuming one,
-// queueing meanwhile), proxies the request to it with rp, and counts the
-// answer. r's context must carry a caddy.Replacer.
-func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
+// serve is a service's request path: it takes an instance through the
+// service's gateway (starting or resuming one, queueing meanwhile),
+// proxies the request to it with rp, and counts the answer. r's context
+// must carry a caddy.Replacer.
+func serve(w http.ResponseWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	start := time.Now()
 	sw := statusWriters.Get().(*statusWriter)
 	sw.ResponseWriter, sw.status = w, 0
-	err := proxy(sw, r, ref, rp, next)
+	err := proxy(sw, r, gw, rp, next)
 	code := sw.status
 	sw.ResponseWriter = nil
 	statusWriters.Put(sw)
@@ -227,7 +234,7 @@ func serve(w http.ResponseWriter, r *http.Request, ref *serviceRef, rp *reversep
 	} else if code == 0 {
 		code = http.StatusOK
 	}
-	ref.requests.Done(code, time.Since(start), detail)
+	gw.Count(code, time.Since(start), detail)
 	return err
 }
 
@@ -254,83 +261,34 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// proxy takes an instance of ref's service and proxies the request to it.
-func proxy(w *statusWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
-	if ref.src != nil && ref.src.WebhookPath != "" && r.URL.Path == ref.src.WebhookPath {
-		return serveWebhook(w, r, ref.src, ref.dep)
-	}
-	svc := ref.svc.Load()
-	if svc == nil {
-		// The podcell app has not started yet, or the first build of a
-		// git service is still running.
-		t := time.NewTimer(ref.cfg.QueueTimeout)
-		defer t.Stop()
-		select {
-		case <-ref.ready:
-			svc = ref.svc.Load()
-		case <-t.C:
-			w.Header().Set("Retry-After", "10")
-			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s has no deployed revision yet", ref.cfg.Name))
-		case <-r.Context().Done():
-			return caddyhttp.Error(499, r.Context().Err())
-		}
-	}
+// proxy proxies the request to an instance the gateway holds for it. An
+// instance that refuses the connection has just exited (its event is on
+// the way) or is going; nothing reached the app and nothing was answered,
+// so the gateway gives the request to another instance, once.
+func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	for attempt := 1; ; attempt++ {
-		lease, err := svc.Acquire(r.Context())
-		if err != nil {
-			return acquireError(w, svc, err)
+	err := gw.Try(r.Context(), func(a controller.Attempt) error {
+		repl.Set(upstreamPlaceholder, a.Upstream)
+		if a.Woke {
+			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(a.Waited.Milliseconds(), 10)+"ms")
 		}
-		repl.Set(upstreamPlaceholder, lease.Upstream)
-		if lease.Wake != scaler.WakeNone {
-			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
+		err := rp.ServeHTTP(w, r, next)
+		var dialErr reverseproxy.DialError
+		if err != nil && errors.As(err, &dialErr) && w.status == 0 && r.Context().Err() == nil {
+			return controller.Refused(err)
 		}
-		refused := false
-		err = func() error {
-			defer func() {
-				if refused {
-					lease.Refused()
-				} else {
-					lease.Release()
-				}
-			}()
-			err := rp.ServeHTTP(w, r, next)
-			// An instance that refuses the connection has just exited (its
-			// event is on the way) or is going. Nothing reached the app and
-			// nothing was answered, so another instance can take the
-			// request, once: a second refusal is answered as it is.
-			var dialErr reverseproxy.DialError
-			refused = err != nil && errors.As(err, &dialErr) && w.status == 0 && attempt == 1 && r.Context().Err() == nil
-			return err
-		}()
-		if !refused {
-			return err
-		}
+		return err
+	})
+	var he caddyhttp.HandlerError
+	if err == nil || errors.As(err, &he) {
+		return err
 	}
-}
-
-// acquireError maps a scaler error to the answer a client should see:
-// 503 with Retry-After when the service is saturated, 502 when its
-// instances cannot start. Details go to the log, not to the client.
-func acquireError(w http.ResponseWriter, svc *scaler.Service, err error) error {
-	var se *scaler.StartError
-	switch {
-	case errors.Is(err, scaler.ErrQueueFull):
-		w.Header().Set("Retry-After", "1")
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s: queue full", svc.Name()))
-	case errors.Is(err, scaler.ErrQueueTimeout):
-		w.Header().Set("Retry-After", "5")
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("service %s: no instance within queue_timeout", svc.Name()))
-	case errors.As(err, &se):
-		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("service %s: %s", svc.Name(), se.Reason))
-	case errors.Is(err, scaler.ErrClosed):
-		w.Header().Set("Retry-After", "1")
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		// The client went away while waiting.
-		return caddyhttp.Error(499, err)
+	// Not reverse_proxy's: the gateway could not give it an instance.
+	code, retryAfter, msg := controller.StatusOf(gw.Name(), err)
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
 	}
-	return caddyhttp.Error(http.StatusBadGateway, err)
+	return caddyhttp.Error(code, msg)
 }
 
 func (h *Handler) Cleanup() error {

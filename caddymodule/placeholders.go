@@ -12,7 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/caddymodule/controller"
 )
 
 // Secrets stay out of the config: an env value or a webhook secret written
@@ -35,7 +35,7 @@ import (
 
 // maxPlaceholderFile bounds what a {file.*} placeholder reads: the most one
 // env value may hold through the admin API too.
-const maxPlaceholderFile = maxEnvValue
+const maxPlaceholderFile = controller.MaxEnvValue
 
 // hasPlaceholder reports whether v holds a placeholder podcell resolves.
 // Other values, braces and all, pass through as they are.
@@ -93,32 +93,34 @@ func readSecretFile(path string) (string, error) {
 	return string(b), nil
 }
 
-// resolveConfigSecrets prepares a service the config declares: its env
-// values with placeholders are checked now (a missing source fails the
-// config at load) and named in cfg.ExpandEnv, for the scaler to resolve at
-// each container create; the webhook secret is resolved once, now.
-func resolveConfigSecrets(cfg *scaler.ServiceConfig, git *gitSource) error {
-	cfg.ExpandEnv = nil
-	for k, v := range cfg.Env {
+// declaration is a service the config declares, ready for the
+// controller: its env values with placeholders are checked now (a missing
+// source fails the config at load) and named in ExpandEnv, for the scaler
+// to resolve at each container create; the webhook secret is resolved
+// once, now, into WebhookKey.
+func declaration(name string, spec controller.ServiceSpec) (controller.Declared, error) {
+	d := controller.Declared{Name: name, Spec: spec}
+	for k, v := range spec.Env {
 		if !hasPlaceholder(v) {
 			continue
 		}
 		if _, err := expandPlaceholders(v); err != nil {
-			return fmt.Errorf("env %s: %w", k, err)
+			return d, fmt.Errorf("env %s: %w", k, err)
 		}
-		cfg.ExpandEnv = append(cfg.ExpandEnv, k)
+		d.ExpandEnv = append(d.ExpandEnv, k)
 	}
-	slices.Sort(cfg.ExpandEnv) // a stable order: the config is compared whole
+	slices.Sort(d.ExpandEnv) // a stable order: declarations are compared whole
+	git := spec.Git
 	if git == nil || git.WebhookPath == "" {
-		return nil
+		return d, nil
 	}
 	secret, err := expandPlaceholders(git.WebhookSecret)
 	if err != nil {
-		return fmt.Errorf("webhook secret: %w", err)
+		return d, fmt.Errorf("webhook secret: %w", err)
 	}
 	if secret == "" {
-		return fmt.Errorf("webhook secret %q resolves to an empty string: set a secret (openssl rand -hex 32)", git.WebhookSecret)
+		return d, fmt.Errorf("webhook secret %q resolves to an empty string: set a secret (openssl rand -hex 32)", git.WebhookSecret)
 	}
-	git.secret = secret
-	return nil
+	d.WebhookKey = secret
+	return d, nil
 }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"github.com/podcell/podcell/caddymodule/controller"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,17 +58,17 @@ func TestResolveConfigSecrets(t *testing.T) {
 	t.Setenv("PODCELL_TEST_HOOK", "hook-key")
 	file := filepath.Join(t.TempDir(), "db")
 	os.WriteFile(file, []byte("pw"), 0o600)
-	spec := ServiceSpec{Env: map[string]string{"DB": "{file." + file + "}", "PLAIN": "x", "JSON": `{"a":1}`},
-		Git: &gitSource{URL: "https://example.com/a.git", Runtime: "python3.11-debian", WebhookPath: "/_hook", WebhookSecret: "{env.PODCELL_TEST_HOOK}"}}
-	cfg := spec.config("app")
-	if err := resolveConfigSecrets(&cfg, spec.Git); err != nil {
+	spec := controller.ServiceSpec{Env: map[string]string{"DB": "{file." + file + "}", "PLAIN": "x", "JSON": `{"a":1}`},
+		Git: &controller.GitSource{URL: "https://example.com/a.git", Runtime: "python3.11-debian", WebhookPath: "/_hook", WebhookSecret: "{env.PODCELL_TEST_HOOK}"}}
+	d, err := declaration("app", spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.ExpandEnv, []string{"DB"}) || cfg.Env["DB"] != "{file."+file+"}" {
-		t.Errorf("ExpandEnv %v, env %v: want DB named and kept as its placeholder", cfg.ExpandEnv, cfg.Env)
+	if !slices.Equal(d.ExpandEnv, []string{"DB"}) || d.Spec.Env["DB"] != "{file."+file+"}" {
+		t.Errorf("ExpandEnv %v, env %v: want DB named and kept as its placeholder", d.ExpandEnv, d.Spec.Env)
 	}
-	if spec.Git.secret != "hook-key" || spec.Git.WebhookSecret != "{env.PODCELL_TEST_HOOK}" {
-		t.Errorf("webhook secret %q (config %q): want it resolved, the config's field untouched", spec.Git.secret, spec.Git.WebhookSecret)
+	if d.WebhookKey != "hook-key" || d.Spec.Git.WebhookSecret != "{env.PODCELL_TEST_HOOK}" {
+		t.Errorf("webhook secret %q (config %q): want it resolved, the config's field untouched", d.WebhookKey, d.Spec.Git.WebhookSecret)
 	}
 	// The JSON that /config/ serves and autosave.json keeps.
 	b, _ := json.Marshal(spec)
@@ -76,16 +77,14 @@ func TestResolveConfigSecrets(t *testing.T) {
 	}
 
 	os.Remove(file)
-	cfg = spec.config("app")
-	if err := resolveConfigSecrets(&cfg, spec.Git); err == nil || !strings.Contains(err.Error(), "env DB: {file."+file+"}: the file does not exist") {
+	if _, err := declaration("app", spec); err == nil || !strings.Contains(err.Error(), "env DB: {file."+file+"}: the file does not exist") {
 		t.Errorf("missing file: %v", err)
 	}
 	spec.Env = nil
 	for _, secret := range []string{"{env.PODCELL_TEST_UNSET_HOOK}", "{env.PODCELL_TEST_EMPTY}"} {
 		t.Setenv("PODCELL_TEST_EMPTY", "")
 		spec.Git.WebhookSecret = secret
-		cfg = spec.config("app")
-		if err := resolveConfigSecrets(&cfg, spec.Git); err == nil || !strings.Contains(err.Error(), "webhook secret") {
+		if _, err := declaration("app", spec); err == nil || !strings.Contains(err.Error(), "webhook secret") {
 			t.Errorf("webhook secret %s: %v, want an error", secret, err)
 		}
 	}
@@ -94,11 +93,11 @@ func TestResolveConfigSecrets(t *testing.T) {
 // The API's services are never expanded: their config names no env to
 // resolve and their webhook secret is taken as written.
 func TestAPIValuesStayLiteral(t *testing.T) {
-	spec := ServiceSpec{Env: map[string]string{"X": "{file./etc/hostname}"}}
-	if cfg := spec.config("app"); len(cfg.ExpandEnv) != 0 {
+	spec := controller.ServiceSpec{Env: map[string]string{"X": "{file./etc/hostname}"}}
+	if cfg := spec.Config("app"); len(cfg.ExpandEnv) != 0 {
 		t.Errorf("an API spec's config names %v for expansion", cfg.ExpandEnv)
 	}
-	if _, err := decodeSpec([]byte(`{"image":"x","expand_env":["X"]}`)); err == nil {
+	if _, err := controller.DecodeSpec([]byte(`{"image":"x","expand_env":["X"]}`)); err == nil {
 		t.Errorf("an API body could name env to expand")
 	}
 }

@@ -13,9 +13,16 @@ import (
 // service declared through the admin API, and the env vars set through it
 // (for any service, also one the Caddyfile declares).
 type Service struct {
+	// V is the record's format (ServiceFormat when written by this code).
+	// Format 1 records, written before the field existed, have none: their
+	// Spec is the podcell handler's JSON. From format 2 on, Spec is the
+	// controller's ServiceSpec, which the handler's JSON embeds but which
+	// does not change with it. The controller migrates older records
+	// when it opens the store.
+	V    int    `json:"v,omitempty"`
 	Name string `json:"name"`
-	// Spec is the service's settings as the podcell handler's JSON, for a
-	// service declared through the admin API; empty otherwise.
+	// Spec is the service's settings (see V), for a service declared
+	// through the admin API; empty otherwise.
 	Spec json.RawMessage `json:"spec,omitempty"`
 	// Env are the env vars set through the admin API.
 	Env     map[string]string `json:"env,omitempty"`
@@ -24,6 +31,9 @@ type Service struct {
 	// Version counts the writes, so a reader can tell two states apart.
 	Version uint64 `json:"version"`
 }
+
+// ServiceFormat is the format of the Service records this code writes.
+const ServiceFormat = 2
 
 func serviceKey(name string) string { return "service/" + name }
 
@@ -56,6 +66,7 @@ func (s *Store) UpdateService(name string, fn func(svc *Service) error) (Service
 			return err
 		}
 		svc.Name = name
+		svc.V = ServiceFormat
 		now := time.Now().UTC()
 		if svc.Created.IsZero() {
 			svc.Created = now

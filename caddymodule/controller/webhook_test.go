@@ -1,4 +1,4 @@
-package caddymodule
+package controller
 
 import (
 	"crypto/hmac"
@@ -27,7 +27,7 @@ func (f *fakeDeployer) webhookDeploy(delivery, digest string) (int, bool) {
 }
 
 // sendHook posts body as a GitHub delivery signed with secret.
-func sendHook(src *gitSource, dep webhookDeployer, secret, event, delivery, body string) (int, string) {
+func sendHook(src *GitSource, key string, dep webhookDeployer, secret, event, delivery, body string) (int, string) {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(body))
 	r := httptest.NewRequest("POST", "/_hook", strings.NewReader(body))
@@ -39,14 +39,15 @@ func sendHook(src *gitSource, dep webhookDeployer, secret, event, delivery, body
 	}
 	r.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	w := httptest.NewRecorder()
-	serveWebhook(w, r, src, dep)
+	serveWebhook(w, r, src, key, dep)
 	return w.Code, w.Body.String()
 }
 
 // Only a signed push to the deployed branch deploys, once per delivery;
 // every other signed event is acknowledged and deploys nothing.
 func TestWebhookDeploysOnlyPushesToTheRef(t *testing.T) {
-	src := &gitSource{Ref: "main", WebhookPath: "/_hook", WebhookSecret: "s3cret", secret: "s3cret"}
+	src := &GitSource{Ref: "main", WebhookPath: "/_hook", WebhookSecret: "s3cret"}
+	const key = "s3cret"
 	dep := &fakeDeployer{}
 	push := `{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111","repository":{"default_branch":"main","pushed_at":1}}`
 	for _, c := range []struct {
@@ -66,7 +67,7 @@ func TestWebhookDeploysOnlyPushesToTheRef(t *testing.T) {
 		{"push deleting the branch", "s3cret", "push", "d8", `{"ref":"refs/heads/main","deleted":true}`, http.StatusOK, "deletes"},
 		{"push, not JSON", "s3cret", "push", "d9", `ref=refs/heads/main`, http.StatusBadRequest, "not JSON"},
 	} {
-		code, body := sendHook(src, dep, c.secret, c.event, c.delivery, c.body)
+		code, body := sendHook(src, key, dep, c.secret, c.event, c.delivery, c.body)
 		if code != c.code || !strings.Contains(body, c.says) {
 			t.Errorf("%s: %d %q, want %d saying %q", c.name, code, body, c.code, c.says)
 		}
@@ -80,15 +81,15 @@ func TestWebhookDeploysOnlyPushesToTheRef(t *testing.T) {
 
 	// The push to main deploys; the same delivery three times more does not,
 	// nor the same signed body under a new delivery id (the id is not signed).
-	if code, body := sendHook(src, dep, "s3cret", "push", "d10", push); code != http.StatusAccepted || body != "build 1\n" {
+	if code, body := sendHook(src, key, dep, "s3cret", "push", "d10", push); code != http.StatusAccepted || body != "build 1\n" {
 		t.Fatalf("push to main: %d %q, want 202 build 1", code, body)
 	}
 	for i := range 3 {
-		if code, body := sendHook(src, dep, "s3cret", "push", "d10", push); code != http.StatusOK || !strings.Contains(body, "deployed before") {
+		if code, body := sendHook(src, key, dep, "s3cret", "push", "d10", push); code != http.StatusOK || !strings.Contains(body, "deployed before") {
 			t.Errorf("redelivery %d: %d %q, want 200 ignored", i+1, code, body)
 		}
 	}
-	if code, body := sendHook(src, dep, "s3cret", "push", "forged-id", push); code != http.StatusOK || !strings.Contains(body, "deployed before") {
+	if code, body := sendHook(src, key, dep, "s3cret", "push", "forged-id", push); code != http.StatusOK || !strings.Contains(body, "deployed before") {
 		t.Errorf("replayed body with a new delivery id: %d %q, want 200 ignored", code, body)
 	}
 	if dep.builds != 1 {
@@ -98,7 +99,7 @@ func TestWebhookDeploysOnlyPushesToTheRef(t *testing.T) {
 	// A new push without a delivery id deploys; its replay does not.
 	push2 := strings.Replace(push, `"pushed_at":1`, `"pushed_at":2`, 1)
 	for i, want := range []int{http.StatusAccepted, http.StatusOK} {
-		if code, body := sendHook(src, dep, "s3cret", "push", "", push2); code != want {
+		if code, body := sendHook(src, key, dep, "s3cret", "push", "", push2); code != want {
 			t.Errorf("push without a delivery id, send %d: %d %q, want %d", i+1, code, body, want)
 		}
 	}
@@ -125,9 +126,10 @@ func TestWebhookRefs(t *testing.T) {
 		{"main", pushTo("refs/heads/mainx", "main"), false},
 		{strings.Repeat("a", 40), pushTo("refs/heads/main", "main"), false},
 	} {
-		src := &gitSource{Ref: c.ref, WebhookPath: "/_hook", secret: "k"}
+		src := &GitSource{Ref: c.ref, WebhookPath: "/_hook"}
+		const key = "k"
 		dep := &fakeDeployer{}
-		code, body := sendHook(src, dep, "k", "push", "id", c.body)
+		code, body := sendHook(src, key, dep, "k", "push", "id", c.body)
 		if deployed := dep.builds == 1; deployed != c.deploy {
 			t.Errorf("ref %q, payload %s: %d %q; want deployed=%v", c.ref, c.body, code, body, c.deploy)
 		}
@@ -137,9 +139,10 @@ func TestWebhookRefs(t *testing.T) {
 // A webhook whose secret was never loaded verifies nothing: an empty HMAC
 // key would let anyone sign.
 func TestWebhookWithoutSecretRefuses(t *testing.T) {
-	src := &gitSource{WebhookPath: "/_hook", WebhookSecret: "{env.UNSET}"}
+	src := &GitSource{WebhookPath: "/_hook", WebhookSecret: "{env.UNSET}"}
+	const key = ""
 	dep := &fakeDeployer{}
-	if code, _ := sendHook(src, dep, "", "push", "id", `{"ref":"refs/heads/main","repository":{"default_branch":"main"}}`); code != http.StatusServiceUnavailable || dep.builds != 0 {
+	if code, _ := sendHook(src, key, dep, "", "push", "id", `{"ref":"refs/heads/main","repository":{"default_branch":"main"}}`); code != http.StatusServiceUnavailable || dep.builds != 0 {
 		t.Errorf("signed with the empty key: %d, %d builds; want 503 and none", code, dep.builds)
 	}
 }

@@ -1,11 +1,10 @@
-package caddymodule
+package controller
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -42,9 +41,6 @@ import (
 // DefaultKeepImages is how many images before the serving one rollback
 // can reach by default.
 const DefaultKeepImages = 3
-
-// buildsRunning counts the builds of every service in this process.
-var buildsRunning atomic.Int32
 
 // buildImagePrefix is the name of every image a service's builds make,
 // up to its tag (see imageTag).
@@ -151,7 +147,7 @@ type imageGCResult struct {
 
 // collectImages removes what planImageGC chose; an image another
 // collection or cascade removed first is not an error.
-func collectImages(ctx context.Context, b *builder.Builder, service string, keep map[string]bool, layers []madeLayer) (imageGCResult, error) {
+func collectImages(ctx context.Context, b Builder, service string, keep map[string]bool, layers []madeLayer, dangling bool) (imageGCResult, error) {
 	var res imageGCResult
 	imgs, err := b.Images(ctx)
 	if err != nil {
@@ -161,7 +157,7 @@ func collectImages(ctx context.Context, b *builder.Builder, service string, keep
 	if err != nil {
 		return res, err
 	}
-	finals, leaves := planImageGC(service, imgs, keep, inUse, layers, buildsRunning.Load() == 0)
+	finals, leaves := planImageGC(service, imgs, keep, inUse, layers, dangling)
 	for _, img := range imgs {
 		if inUse[img.ID] && imageOwner(img) == service {
 			res.InUse++
@@ -222,7 +218,7 @@ func (d *deployer) collectImages(reason string) {
 		layers = append(layers, rec.madeLayers()...)
 	}
 	d.mu.Unlock()
-	revs, err := d.st.Revisions(d.name)
+	revs, err := d.c.st.Revisions(d.name)
 	if err != nil {
 		d.log.Warn("image cleanup skipped: cannot read the revisions", zap.String("service", d.name), zap.Error(err))
 		return
@@ -230,7 +226,7 @@ func (d *deployer) collectImages(reason string) {
 	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Minute)
 	defer cancel()
 	kept := keptImages(current, revs, keep)
-	res, err := collectImages(ctx, b, d.name, kept, layers)
+	res, err := collectImages(ctx, b, d.name, kept, layers, d.c.buildsRunning.Load() == 0)
 	d.logCollection(reason, res, len(kept), err)
 }
 
@@ -258,16 +254,20 @@ func (d *deployer) removeAllImages(layers []madeLayer) {
 	var total imageGCResult
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := collectImages(ctx, b, d.name, nil, layers)
+		res, err := collectImages(ctx, b, d.name, nil, layers, d.c.buildsRunning.Load() == 0)
 		cancel()
 		total.Removed = append(total.Removed, res.Removed...)
 		total.Freed += res.Freed
 		total.InUse = res.InUse
-		done := err == nil && res.InUse == 0 && (len(layers) == 0 || buildsRunning.Load() == 0)
+		done := err == nil && res.InUse == 0 && (len(layers) == 0 || d.c.buildsRunning.Load() == 0)
 		if done || time.Now().After(deadline) {
 			d.logCollection("delete", total, 0, err)
 			return
 		}
-		time.Sleep(5 * time.Second)
+		select {
+		case <-time.After(5 * time.Second):
+		case <-d.c.closing:
+			return // podcell stops: the next start does not know them, they stay
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package controller
 
 import (
 	"context"
@@ -7,45 +7,35 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/builder"
-	"github.com/podcell/podcell/caddymodule/observe"
 	"github.com/podcell/podcell/caddymodule/store"
-	"github.com/podcell/podcell/scaler"
 )
 
 // A service built from git has a deployer: it builds images from the
 // service's source and, after each successful build, applies the service
 // with the new image, which rolls instances over. A failed build leaves the
-// running revision alone. Deployers live in a usage pool, so a build in
-// progress survives config reloads.
-
-var deployers = caddy.NewUsagePool()
+// running revision alone. A deployer belongs to the controller, so a build
+// in progress survives config reloads.
 
 const keptBuilds = 20
 
 type deployer struct {
 	name string
-	sc   *scaler.Scaler
-	st   *store.Store // keeps finished builds
-	hub  *observe.Hub
-	b    *builder.Builder
+	c    *Controller // applies a finished build (deployed), keeps builds in its store
 	log  *zap.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
+	b       Builder // the running config's
 	spec    builder.Spec
-	cfg     scaler.ServiceConfig // without Image: that comes from the build
-	ref     *serviceRef          // the running config's, updated on reload
 	poll    time.Duration
 	builds  []*buildRecord
 	nextID  int
@@ -59,9 +49,6 @@ type deployer struct {
 	// removes an image about to serve. Taken before mu, never under it.
 	images     chan struct{}
 	keepImages int // see DefaultKeepImages
-	// recordRevision is the running config's: it notes a deployed config
-	// in the store's revision history.
-	recordRevision func(cfg scaler.ServiceConfig, reason string, build int)
 	// deliveries are the webhooks that deployed; in memory only (the
 	// webhook section of docs/configuration.md says why).
 	deliveries deliveryLog
@@ -145,30 +132,19 @@ type DeployStatus struct {
 	Builds  []BuildInfo  `json:"builds"`
 }
 
-type pooledDeployer struct{ d *deployer }
-
-func (p pooledDeployer) Destruct() error {
-	p.d.cancel()
-	return nil
+// newDeployer makes the deployer of a git service, with the builds an
+// earlier run stored, and starts its poll loop.
+func (c *Controller) newDeployer(name string) *deployer {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &deployer{name: name, c: c, log: c.log.Named("build"), ctx: ctx, cancel: cancel,
+		pollSet: make(chan struct{}, 1), images: make(chan struct{}, 1), keepImages: c.settings.KeepImages}
+	d.loadBuilds()
+	c.spawn(d.pollLoop)
+	return d
 }
 
-func findDeployer(name string) *deployer {
-	var found *deployer
-	deployers.Range(func(_, v any) bool {
-		if d := v.(pooledDeployer).d; d.name == name {
-			found = d
-			return false
-		}
-		return true
-	})
-	return found
-}
-
-func deployStatus(name string) *DeployStatus {
-	d := findDeployer(name)
-	if d == nil {
-		return nil
-	}
+// status is what the admin API shows of the deployer.
+func (d *deployer) status() *DeployStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := &DeployStatus{Source: d.spec, Builds: []BuildInfo{}}
@@ -186,54 +162,50 @@ func deployStatus(name string) *DeployStatus {
 	return st
 }
 
-// update gives the deployer the running config's source and settings. It
-// deploys when the source changed or nothing was built yet; when only the
-// service settings changed, it applies them to the current image.
-func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serviceRef, poll time.Duration, reason string) error {
+// sourcePlan is what reconcile does for a git service after setSource:
+// run image (of build; "" runs nothing new) and start a build or not.
+type sourcePlan struct {
+	image   string
+	build   int
+	restart bool // image is the last build of the source, served while checking for new commits
+	deploy  bool
+}
+
+// setSource gives the deployer the declared source, poll interval,
+// builder and image retention, and says what to run: the current image
+// when only the service's settings changed; a build when the source
+// changed or nothing was built yet.
+func (d *deployer) setSource(spec builder.Spec, poll time.Duration, b Builder, keepImages int) sourcePlan {
 	d.mu.Lock()
 	sourceChanged := d.spec != spec
-	d.spec, d.cfg, d.ref, d.poll = spec, cfg, ref, poll
-	current, running, record := d.current, d.running != nil, d.recordRevision
+	d.spec, d.poll, d.b, d.keepImages = spec, poll, b, keepImages
+	current, running := d.current, d.running != nil
 	d.mu.Unlock()
 	select {
 	case d.pollSet <- struct{}{}:
 	default:
 	}
+	switch {
+	case !sourceChanged && current != nil:
+		return sourcePlan{image: current.imageID, build: current.ID}
+	case !sourceChanged && running:
+		return sourcePlan{} // the build in progress deploys with the settings just declared
+	}
+	plan := sourcePlan{deploy: true}
 	if sourceChanged && current == nil && !running {
 		// A restart: serve the last build of this same source now, while
-		// the build below looks for new commits (from cache; an unchanged
+		// the build looks for new commits (from cache; an unchanged
 		// commit gives the same image and so the same revision).
 		if rec := d.lastBuildOf(spec); rec != nil {
-			cfg := cfg
-			cfg.Image = rec.imageID
-			svc, err := d.sc.Apply(cfg)
-			if err != nil {
-				return err
-			}
 			d.mu.Lock()
 			d.current = rec
 			d.mu.Unlock()
-			ref.set(svc)
-			record(cfg, "restart", rec.ID)
+			plan.image, plan.build, plan.restart = rec.imageID, rec.ID, true
 			d.log.Info("serving the last build while checking the source", zap.String("service", d.name), zap.Int("build", rec.ID),
 				zap.String("commit", rec.Commit))
 		}
 	}
-	switch {
-	case !sourceChanged && current != nil:
-		cfg.Image = current.imageID
-		svc, err := d.sc.Apply(cfg)
-		if err != nil {
-			return err
-		}
-		ref.set(svc)
-		record(cfg, reason, current.ID)
-	case !sourceChanged && running:
-		// The build in progress deploys with the settings just stored.
-	default:
-		d.deploy("config")
-	}
-	return nil
+	return plan
 }
 
 // webhookDeploy deploys for a verified webhook delivery unless its id or
@@ -309,12 +281,13 @@ func (d *deployer) startLocked(trigger string) *buildRecord {
 	if len(d.builds) > keptBuilds {
 		d.builds = d.builds[len(d.builds)-keptBuilds:]
 	}
-	buildsRunning.Add(1)
-	go d.run(rec, d.spec, d.b)
+	d.c.buildsRunning.Add(1)
+	spec, b := d.spec, d.b
+	d.c.spawn(func() { d.run(rec, spec, b) })
 	return rec
 }
 
-func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) {
+func (d *deployer) run(rec *buildRecord, spec builder.Spec, b Builder) {
 	d.images <- struct{}{}
 	log := d.log.With(zap.String("service", d.name), zap.Int("build", rec.ID))
 	log.Info("build started", zap.String("repo", spec.URL), zap.String("ref", spec.Ref), zap.String("trigger", rec.Trigger))
@@ -322,19 +295,12 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 		rec.addLine(line)
 		log.Info("build output", zap.String("line", line))
 	})
-	var svc *scaler.Service
 	if err == nil {
-		d.mu.Lock()
-		cfg, record := d.cfg, d.recordRevision // the settings of the config running now
-		d.mu.Unlock()
 		// The image ID, not the tag: a rebuild of new code keeps the tag
-		// but changes the ID, and with it the revision.
-		cfg.Image = res.ImageID
-		svc, err = d.sc.Apply(cfg)
-		if err != nil {
+		// but changes the ID, and with it the revision. The settings are
+		// those declared now.
+		if err = d.c.deployed(d, res.ImageID, rec.ID); err != nil {
 			err = fmt.Errorf("the image was built but the service cannot run it: %w", err)
-		} else {
-			record(cfg, "deploy", rec.ID)
 		}
 	}
 	d.mu.Lock()
@@ -352,11 +318,10 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 		rec.Image = res.Tag
 		rec.imageID = res.ImageID
 		d.current = rec
-		d.ref.set(svc)
 		log.Info("build deployed", zap.String("image", res.Tag), zap.String("commit", res.Commit), zap.Float64("seconds", rec.Seconds))
 	}
 	d.running = nil
-	buildsRunning.Add(-1)
+	d.c.buildsRunning.Add(-1)
 	if d.again && d.ctx.Err() == nil {
 		d.again = false
 		d.startLocked("queued")
@@ -366,7 +331,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 	info := rec.BuildInfo
 	d.mu.Unlock()
 	<-d.images
-	d.hub.Metrics.Build(d.name, status, took)
+	d.c.hub.Metrics.Build(d.name, status, took)
 	rec.addLine(fmt.Sprintf("[build %d %s]", rec.ID, status))
 	rec.finish()
 	if d.ctx.Err() != nil {
@@ -376,7 +341,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b *builder.Builder) 
 	}
 	d.save(rec, info)
 	// After a failed build too: it leaves the layers of the steps it made.
-	go d.collectImages("build")
+	d.c.spawn(func() { d.collectImages("build") })
 }
 
 // lastBuildOf is the newest kept build of spec that succeeded and whose
@@ -425,7 +390,7 @@ func (d *deployer) save(rec *buildRecord, info BuildInfo) {
 	}
 	sb := storedBuild{BuildInfo: info, ImageID: rec.imageID, Lines: lines, Layers: rec.layers}
 	rec.mu.Unlock() // done: nothing appends to its lines any more
-	if err := d.st.PutBuild(d.name, info.ID, &sb, keptBuilds); err != nil {
+	if err := d.c.st.PutBuild(d.name, info.ID, &sb, keptBuilds); err != nil {
 		d.log.Warn("cannot store the build", zap.String("service", d.name), zap.Int("build", info.ID), zap.Error(err))
 	}
 }
@@ -433,7 +398,7 @@ func (d *deployer) save(rec *buildRecord, info BuildInfo) {
 // loadBuilds reads the builds an earlier run of podcell stored; new ones
 // number on from them.
 func (d *deployer) loadBuilds() {
-	builds, err := store.Builds[storedBuild](d.st, d.name)
+	builds, err := store.Builds[storedBuild](d.c.st, d.name)
 	if err != nil {
 		d.log.Warn("cannot read stored builds", zap.String("service", d.name), zap.Error(err))
 		return
@@ -453,33 +418,33 @@ func (d *deployer) rollback(image string, build, seq int) error {
 	busy, b := d.running != nil, d.b
 	d.mu.Unlock()
 	if busy {
-		return apiError(http.StatusConflict, "rollback: a build is running; try again when it ends")
+		return Errorf(http.StatusConflict, "rollback: a build is running; try again when it ends")
 	}
 	// Wait for an image collection in progress, which may remove the image.
 	select {
 	case d.images <- struct{}{}:
 		defer func() { <-d.images }()
 	case <-time.After(30 * time.Second):
-		return apiError(http.StatusConflict, "rollback: a build or an image cleanup is running; try again in a moment")
+		return Errorf(http.StatusConflict, "rollback: a build or an image cleanup is running; try again in a moment")
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
 	ok, err := b.ImageExists(ctx, image)
 	if err != nil {
-		return apiError(http.StatusBadGateway, fmt.Sprintf("rollback: cannot ask Podman for image %s: %v", shortLayer(image), err))
+		return Errorf(http.StatusBadGateway, "rollback: cannot ask Podman for image %s: %v", shortLayer(image), err)
 	}
 	if !ok {
 		what := fmt.Sprintf("revision %d of %s", seq, d.name)
 		if build > 0 {
 			what += fmt.Sprintf(" (build %d)", build)
 		}
-		return apiError(http.StatusGone, fmt.Sprintf("%s ran image %s, which was removed: podcell keeps the serving image and the %d before it (keep_images); "+
-			"to run that code again, deploy its commit (git revert or push it to the branch)", what, shortLayer(image), d.keepImages))
+		return Errorf(http.StatusGone, "%s ran image %s, which was removed: podcell keeps the serving image and the %d before it (keep_images); "+
+			"to run that code again, deploy its commit (git revert or push it to the branch)", what, shortLayer(image), d.keepImages)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running != nil {
-		return apiError(http.StatusConflict, "rollback: a build is running; try again when it ends")
+		return Errorf(http.StatusConflict, "rollback: a build is running; try again when it ends")
 	}
 	rec := &buildRecord{BuildInfo: BuildInfo{ID: build, Status: "succeeded", Trigger: "rollback", Image: image,
 		Started: time.Now(), Finished: time.Now()}, imageID: image, changed: make(chan struct{}), done: true}
@@ -543,71 +508,6 @@ func (d *deployer) pollLoop() {
 		}
 		if current == nil || current.Commit != commit {
 			d.deploy("poll")
-		}
-	}
-}
-
-// deployRoutes serves /podcell/services/<name>/deploy and .../builds[/<id>/log].
-func deployRoutes(w http.ResponseWriter, r *http.Request, name, action string) error {
-	d := findDeployer(name)
-	if d == nil {
-		if findService(name) == nil {
-			return apiError(http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
-		}
-		return apiError(http.StatusConflict, fmt.Sprintf("service %q runs an image, not a git source: there is nothing to build", name))
-	}
-	parts := strings.Split(action, "/")
-	switch {
-	case parts[0] == "deploy" && len(parts) == 1:
-		if r.Method != http.MethodPost {
-			return apiError(http.StatusMethodNotAllowed, "use POST")
-		}
-		id := d.deploy("api")
-		return writeJSONStatus(w, http.StatusAccepted, map[string]any{"build": id, "log": fmt.Sprintf("/podcell/services/%s/builds/%d/log", name, id)})
-	case parts[0] == "builds" && len(parts) == 1:
-		st := deployStatus(name)
-		return writeJSON(w, st.Builds)
-	case parts[0] == "builds" && len(parts) == 3 && parts[2] == "log":
-		id, err := strconv.Atoi(parts[1])
-		if err != nil {
-			return apiError(http.StatusBadRequest, fmt.Sprintf("build id %q is not a number", parts[1]))
-		}
-		var rec *buildRecord
-		d.mu.Lock()
-		for _, b := range d.builds {
-			if b.ID == id {
-				rec = b
-			}
-		}
-		d.mu.Unlock()
-		if rec == nil {
-			return apiError(http.StatusNotFound, fmt.Sprintf("build %d of %s is not kept (the last %d are)", id, name, keptBuilds))
-		}
-		return streamLog(w, r, rec, r.URL.Query().Get("follow") != "")
-	}
-	return apiError(http.StatusNotFound, fmt.Sprintf("unknown action %q: use deploy, builds or builds/<id>/log", action))
-}
-
-// streamLog writes a build's log; with follow it keeps writing lines as
-// they come until the build ends or the client leaves.
-func streamLog(w http.ResponseWriter, r *http.Request, rec *buildRecord, follow bool) error {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	rc := http.NewResponseController(w) // finds the flusher under Caddy's wrappers
-	next := 0
-	for {
-		lines, done, more := rec.linesFrom(next)
-		for _, l := range lines {
-			fmt.Fprintln(w, l)
-		}
-		next += len(lines)
-		rc.Flush()
-		if done || !follow {
-			return nil
-		}
-		select {
-		case <-more:
-		case <-r.Context().Done():
-			return nil
 		}
 	}
 }

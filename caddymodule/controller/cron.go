@@ -1,0 +1,128 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/podcell/podcell/caddymodule/cron"
+	"github.com/podcell/podcell/caddymodule/store"
+)
+
+// Scheduled calls (docs/cron.md). The controller's scheduler lives as long
+// as the controller, across reloads; each change of the desired state
+// hands it every job of the declared services, and a job's requests go to
+// the service's gateway (Gateway.Do), in process, as user traffic does.
+
+// cronHistory is how many runs per job the store keeps, as many as the
+// scheduler keeps in memory.
+const cronHistory = 50
+
+func (c *Controller) newScheduler() (*cron.Scheduler, error) {
+	log := c.log.Named("cron")
+	return cron.New(cron.Options{
+		Transport: cronTransport{c},
+		Secret: func(service string) string {
+			secret, err := c.st.CronSecret(service)
+			if err != nil {
+				log.Error("reading the cron secret; the call goes without it", zap.String("service", service), zap.Error(err))
+			}
+			return secret
+		},
+		Store:       cronStore{c.st},
+		OnRun:       func(r cron.Run) { c.hub.Metrics.CronRun(r.Service, r.Job, string(r.Status)) },
+		Logger:      log,
+		HistorySize: cronHistory,
+	})
+}
+
+// cronEntry is one job of a service and who declared it.
+type cronEntry struct {
+	job    cron.Job
+	source string // "config" or "api"
+}
+
+// cronJobsLocked lists a service's jobs: the declaration's, then those the
+// admin API stored. A declared job shadows a stored one of the same name,
+// and a stored job that is no longer valid is left out (and logged), so
+// that one bad record cannot stop every other job.
+func (c *Controller) cronJobsLocked(s *service) []cronEntry {
+	var out []cronEntry
+	seen := map[string]bool{}
+	for _, cj := range s.spec.Cron {
+		j := cj.Job(s.name)
+		out = append(out, cronEntry{j, "config"})
+		seen[j.Name] = true
+	}
+	stored, err := store.CronJobs[CronJob](c.st, s.name)
+	if err != nil {
+		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.String("service", s.name), zap.Error(err))
+	}
+	for _, cj := range stored {
+		j := cj.Job(s.name)
+		if seen[j.Name] {
+			c.log.Warn("the config declares a cron job the admin API also stored; the config wins", zap.String("service", s.name), zap.String("job", j.Name))
+			continue
+		}
+		if err := j.Validate(); err != nil {
+			c.log.Error("a stored cron job is invalid; it does not run", zap.Error(err))
+			continue
+		}
+		out = append(out, cronEntry{j, "api"})
+		seen[j.Name] = true
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].job.Name < out[j].job.Name })
+	return out
+}
+
+// syncCronLocked gives the scheduler every job of the declared services.
+// Unchanged jobs keep their next fire time and their runs in progress,
+// so calling it again is harmless. Before the first Start it does
+// nothing: a config that fails to start leaves no job scheduled.
+func (c *Controller) syncCronLocked() error {
+	if !c.started {
+		return nil
+	}
+	var jobs []cron.Job
+	for _, s := range c.services {
+		for _, e := range c.cronJobsLocked(s) {
+			jobs = append(jobs, e.job)
+		}
+	}
+	return c.cron.Set(jobs)
+}
+
+// cronStore keeps the scheduler's run history in the store.
+type cronStore struct{ st *store.Store }
+
+func (c cronStore) SaveRun(r cron.Run) error {
+	return c.st.AddCronRun(r.Service, r.Job, r.Started, r.Scheduled, r, cronHistory)
+}
+
+func (c cronStore) LoadRuns(service, job string) ([]cron.Run, error) {
+	return store.CronRuns[cron.Run](c.st, service, job)
+}
+
+// cronTransport sends the scheduler's requests to the gateway of the
+// service they are for (the request's Host, which the scheduler sets).
+type cronTransport struct{ c *Controller }
+
+func (t cronTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	gw := t.c.Route(req.Host)
+	if gw == nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on errors
+		}
+		return nil, fmt.Errorf("service %s is not declared", req.Host)
+	}
+	return gw.Do(req.Context(), req)
+}
+
+var (
+	_ http.RoundTripper = cronTransport{}
+	_ cron.Store        = cronStore{}
+	_                   = errors.New
+)

@@ -1,0 +1,256 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/podcell/podcell/caddymodule/observe"
+	"github.com/podcell/podcell/scaler"
+)
+
+// Gateway is a service's way in, for the Caddy handler's requests and the
+// scheduler's alike: it waits for the service's first revision, takes an
+// instance from the scaler and counts each answer. It outlives revisions
+// and config reloads: the controller points it at the scaler's service
+// each time the service is applied.
+type Gateway struct {
+	name     string
+	webhook  atomic.Pointer[string] // the webhook path of a git service
+	svc      atomic.Pointer[scaler.Service]
+	ready    chan struct{} // closed once svc is set
+	once     sync.Once
+	wait     atomic.Int64 // the queue timeout, for the wait for a first revision
+	requests *observe.Requests
+	// client sends Do's requests; its transport keeps connections to the
+	// instances as reverse_proxy does.
+	client *http.Client
+}
+
+func newGateway(name string, requests *observe.Requests) *Gateway {
+	g := &Gateway{name: name, ready: make(chan struct{}), requests: requests,
+		client: &http.Client{
+			Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
+			// An app's redirect is its answer, as through reverse_proxy.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}}
+	g.wait.Store(int64(30 * time.Second))
+	return g
+}
+
+// Name is the service's name.
+func (g *Gateway) Name() string { return g.name }
+
+func (g *Gateway) declare(queueTimeout time.Duration, webhookPath string) {
+	g.wait.Store(int64(queueTimeout))
+	g.webhook.Store(&webhookPath)
+}
+
+// WebhookPath is the path of the service's webhook, "" if it has none.
+// Requests to it go to Controller.ServeWebhook, not to an instance.
+func (g *Gateway) WebhookPath() string {
+	if p := g.webhook.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// set points the gateway at svc, waking requests that waited for a first one.
+func (g *Gateway) set(svc *scaler.Service) {
+	g.svc.Store(svc)
+	g.once.Do(func() { close(g.ready) })
+}
+
+// Service is the scaler's service, once it runs: before the controller
+// started or while a git service's first build runs, it waits up to the
+// service's queue timeout.
+func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
+	if svc := g.svc.Load(); svc != nil {
+		return svc, nil
+	}
+	t := time.NewTimer(time.Duration(g.wait.Load()))
+	defer t.Stop()
+	select {
+	case <-g.ready:
+		return g.svc.Load(), nil
+	case <-t.C:
+		return nil, ErrNoRevision
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// ErrNoRevision: the service has not run yet (its first build runs).
+var ErrNoRevision = errors.New("no deployed revision yet")
+
+// Attempt is one try of a request on an instance.
+type Attempt struct {
+	Addr string // host:port of the instance's app
+	// Upstream is Addr in an interface value made once per instance (for
+	// Caddy's replacer, so the request path does not allocate).
+	Upstream any
+	Woke     bool          // the request started or resumed an instance
+	Waited   time.Duration // how long it queued
+}
+
+// refusedError marks an attempt refused before anything reached the app.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string { return e.err.Error() }
+func (e refusedError) Unwrap() error { return e.err }
+
+// Refused marks err, an attempt's, as a connection the instance refused
+// before anything was sent or answered: the instance has just exited (its
+// event is on the way) or is going, so another instance may take the
+// request, once.
+func Refused(err error) error { return refusedError{err} }
+
+// Try runs fn on an instance of the service, holding it for fn's length.
+// When fn returns an error marked Refused, the instance is reported and
+// fn runs once more on another; a second refusal is returned as it is.
+func (g *Gateway) Try(ctx context.Context, fn func(Attempt) error) error {
+	svc, err := g.Service(ctx)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		lease, err := svc.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = g.attempt(lease, fn)
+		refused, ok := err.(refusedError) // not errors.As: the request path allocates nothing
+		if !ok {
+			return err
+		}
+		if attempt > 1 || ctx.Err() != nil {
+			return refused.err
+		}
+	}
+}
+
+// attempt runs fn on lease, releasing it (or reporting the refusal) when
+// fn returns, panics included.
+func (g *Gateway) attempt(lease scaler.Lease, fn func(Attempt) error) (err error) {
+	defer func() {
+		if _, ok := err.(refusedError); ok {
+			lease.Refused()
+		} else {
+			lease.Release()
+		}
+	}()
+	return fn(Attempt{Addr: lease.Addr, Upstream: lease.Upstream, Woke: lease.Wake != scaler.WakeNone, Waited: lease.Waited})
+}
+
+// Count records one answer of the service.
+func (g *Gateway) Count(code int, took time.Duration, detail string) {
+	g.requests.Done(code, took, detail)
+}
+
+// StatusOf is the answer a client should see for a failure to reach an
+// instance: 503 with Retry-After when the service is saturated or not
+// deployed yet, 502 when its instances cannot start, 499 when the client
+// went away. retryAfter is "" when none is due.
+func StatusOf(service string, err error) (code int, retryAfter string, msg error) {
+	var se *scaler.StartError
+	switch {
+	case errors.Is(err, ErrNoRevision):
+		return http.StatusServiceUnavailable, "10", fmt.Errorf("service %s has no deployed revision yet", service)
+	case errors.Is(err, scaler.ErrQueueFull):
+		return http.StatusServiceUnavailable, "1", fmt.Errorf("service %s: queue full", service)
+	case errors.Is(err, scaler.ErrQueueTimeout):
+		return http.StatusServiceUnavailable, "5", fmt.Errorf("service %s: no instance within queue_timeout", service)
+	case errors.As(err, &se):
+		return http.StatusBadGateway, "", fmt.Errorf("service %s: %s", service, se.Reason)
+	case errors.Is(err, scaler.ErrClosed):
+		return http.StatusServiceUnavailable, "1", err
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return 499, "", err
+	}
+	return http.StatusBadGateway, "", err
+}
+
+// maxDoBody bounds what Do keeps of a response body: the scheduler reads
+// only the start of a failed one, for its run record.
+const maxDoBody = 4 << 10
+
+// Do sends req (its URL's path and query, its method, header and body) to
+// an instance of the service and returns the answer, its body cut at 4
+// KiB, as a client of the service's route would get it: a failure to
+// reach an instance is an answer too (503, 502...), as Caddy would give
+// it. Only a canceled ctx, or an error no status stands for, is an error.
+// The scheduler's calls come this way.
+func (g *Gateway) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	body := []byte(nil)
+	if req.Body != nil {
+		var err error
+		body, err = io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	var resp *http.Response
+	err := g.Try(ctx, func(a Attempt) error {
+		out, err := http.NewRequestWithContext(ctx, req.Method, "http://"+a.Addr+req.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		out.Header = req.Header.Clone()
+		out.Host = g.name
+		// What reverse_proxy adds for a local client.
+		out.Header.Set("X-Forwarded-For", "127.0.0.1")
+		out.Header.Set("X-Forwarded-Proto", "http")
+		out.Header.Set("X-Forwarded-Host", g.name)
+		r, err := g.client.Do(out)
+		if err != nil {
+			if isRefused(err) && ctx.Err() == nil {
+				return Refused(err)
+			}
+			return err
+		}
+		defer r.Body.Close()
+		kept, err := io.ReadAll(io.LimitReader(r.Body, maxDoBody))
+		if err == nil {
+			_, err = io.Copy(io.Discard, r.Body)
+		}
+		if err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(kept))
+		r.ContentLength = int64(len(kept))
+		r.Request = req
+		resp = r
+		return nil
+	})
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		g.Count(499, time.Since(start), ctxErr.Error())
+		return nil, ctxErr
+	}
+	if err != nil {
+		code, retryAfter, msg := StatusOf(g.name, err)
+		g.Count(code, time.Since(start), msg.Error())
+		resp = &http.Response{StatusCode: code, Header: http.Header{}, Request: req,
+			Body: io.NopCloser(bytes.NewReader([]byte(msg.Error()))), ContentLength: int64(len(msg.Error()))}
+		if retryAfter != "" {
+			resp.Header.Set("Retry-After", retryAfter)
+		}
+	} else {
+		g.Count(resp.StatusCode, time.Since(start), "")
+	}
+	resp.Status = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	return resp, nil
+}
+
+// isRefused reports a connection the instance refused.
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

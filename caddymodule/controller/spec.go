@@ -1,0 +1,359 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podcell/podcell/builder"
+	"github.com/podcell/podcell/caddymodule/cron"
+	"github.com/podcell/podcell/scaler"
+)
+
+// ServiceSpec is a service's settings: what the podcell handler's JSON
+// holds (the Caddyfile adapts to it), what the admin API takes for a
+// service it declares and what the store keeps of one. Validate is the
+// one check of it, whoever declares the service.
+type ServiceSpec struct {
+	// Image to run, e.g. "localhost/hello:latest". Either Image or Git.
+	Image string `json:"image,omitempty"`
+	// Git builds the service's image from a git repository instead.
+	Git *GitSource `json:"git,omitempty"`
+	// Command overrides the image's entrypoint and command.
+	Command []string `json:"command,omitempty"`
+	// Port the app listens on; podcell sets $PORT to it. Default 8080.
+	Port int `json:"port,omitempty"`
+	// Env are extra environment variables.
+	Env map[string]string `json:"env,omitempty"`
+	// MemoryMB is the memory limit in MiB (128 to 7076, default 256). CPU
+	// follows it: memory_mb/1769 cores.
+	MemoryMB int `json:"memory_mb,omitempty"`
+	// TmpMB caps the /tmp tmpfs, in MiB (default 64).
+	TmpMB int `json:"tmp_mb,omitempty"`
+	// PidsLimit caps processes and threads (default 512).
+	PidsLimit int64 `json:"pids_limit,omitempty"`
+
+	MinInstances int `json:"min_instances,omitempty"`
+	MaxInstances int `json:"max_instances,omitempty"` // default 10
+	// Concurrency is the in-flight requests per instance (default 80).
+	Concurrency int `json:"concurrency,omitempty"`
+
+	// PauseAfter freezes an idle instance (default 10s; negative: never).
+	PauseAfter Duration `json:"pause_after,omitempty"`
+	// IdleTimeout removes an idle instance (default 5m).
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	// StableWindow is how long load must stay low before scaling in (default 60s).
+	StableWindow Duration `json:"stable_window,omitempty"`
+	// QueueSize bounds requests waiting for an instance (default 1000).
+	QueueSize int `json:"queue_size,omitempty"`
+	// QueueTimeout bounds one request's wait (default 30s).
+	QueueTimeout Duration `json:"queue_timeout,omitempty"`
+	// StartTimeout bounds an instance's start until its port answers (default 60s).
+	StartTimeout Duration `json:"start_timeout,omitempty"`
+	// HealthPath, if set, must answer 2xx/3xx before an instance gets traffic.
+	HealthPath string `json:"health_path,omitempty"`
+	// DrainTimeout bounds how long scale-in waits for in-flight requests (default 30s).
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
+	StopGrace Duration `json:"stop_grace,omitempty"`
+
+	// Cron are scheduled calls to the service (docs/cron.md).
+	Cron []CronJob `json:"cron,omitempty"`
+}
+
+// Duration is a time.Duration in JSON as Caddy's: a number of nanoseconds
+// or a string such as "30s", "5m" or "1d", so the handler's JSON, the
+// admin API's and the stored records read alike. It marshals as a number,
+// as caddy.Duration does.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		v, err := ParseDuration(string(b[1 : len(b)-1]))
+		*d = Duration(v)
+		return err
+	}
+	var v time.Duration
+	err := json.Unmarshal(b, &v)
+	*d = Duration(v)
+	return err
+}
+
+// ParseDuration is time.ParseDuration with "d" for 24h, as Caddy's.
+func ParseDuration(s string) (time.Duration, error) {
+	if len(s) > 1024 {
+		return 0, fmt.Errorf("duration %q: too long", s[:32]+"...")
+	}
+	inNumber, start := false, 0
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch == 'd' {
+			days, err := strconv.ParseFloat(s[start:i], 64)
+			if err != nil {
+				return 0, err
+			}
+			s = s[:start] + strconv.FormatFloat(days*24, 'f', -1, 64) + "h" + s[i+1:]
+			i--
+			continue
+		}
+		if !inNumber {
+			start = i
+		}
+		inNumber = ch >= '0' && ch <= '9' || ch == '.' || ch == '-' || ch == '+'
+	}
+	return time.ParseDuration(s)
+}
+
+// GitSource is a service's code: a public git repository built into an
+// image, instead of a ready image.
+type GitSource struct {
+	// URL of the repository (https; http for local testing).
+	URL string `json:"url"`
+	// Ref is a branch, a tag or a commit SHA. Default: the remote's HEAD.
+	Ref string `json:"ref,omitempty"`
+	// Root is the app's directory inside the repository (monorepos).
+	Root string `json:"root,omitempty"`
+	// Runtime is the base image family: python3.11-debian, node20-alpine...
+	Runtime string `json:"runtime"`
+	// Build is the build command (several lines allowed); detected if empty.
+	Build string `json:"build,omitempty"`
+	// Start is the start command; detected if empty.
+	Start string `json:"start,omitempty"`
+	// PollInterval redeploys when the ref points to a new commit, checked
+	// this often. Zero: no polling.
+	PollInterval Duration `json:"poll_interval,omitempty"`
+	// WebhookPath, on the service's route, accepts GitHub push webhooks
+	// signed with WebhookSecret (X-Hub-Signature-256) and redeploys.
+	// WebhookSecret may be a placeholder ({env.NAME}, {file./path}) in a
+	// config, which the Caddy app resolves (Declared.WebhookKey); the
+	// admin API's is taken literally.
+	WebhookPath   string `json:"webhook_path,omitempty"`
+	WebhookSecret string `json:"webhook_secret,omitempty"`
+	// BuildMemoryMB, BuildCPUs, BuildPids and BuildTimeout bound this
+	// service's builds, overriding the app's (zero: the app's).
+	BuildMemoryMB int      `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64  `json:"build_cpus,omitempty"`
+	BuildPids     int      `json:"build_pids,omitempty"`
+	BuildTimeout  Duration `json:"build_timeout,omitempty"`
+}
+
+// BuildSpec is what the builder makes of the source for an app on port.
+func (g *GitSource) BuildSpec(port int) builder.Spec {
+	return builder.Spec{
+		Source:  builder.Source{URL: g.URL, Ref: g.Ref, RootDir: g.Root},
+		Runtime: g.Runtime,
+		Build:   g.Build,
+		Start:   g.Start,
+		Port:    port,
+		Limits: builder.Limits{MemoryMB: g.BuildMemoryMB, CPUs: g.BuildCPUs, Pids: g.BuildPids,
+			Timeout: time.Duration(g.BuildTimeout)},
+	}
+}
+
+func (g *GitSource) validate() error {
+	if err := g.BuildSpec(8080).Validate(); err != nil {
+		return err
+	}
+	if (g.WebhookPath == "") != (g.WebhookSecret == "") {
+		return fmt.Errorf("webhook needs both a path and a secret: webhook /_podcell/deploy <secret>")
+	}
+	if g.WebhookPath != "" && !strings.HasPrefix(g.WebhookPath, "/") {
+		return fmt.Errorf("webhook path %q must start with '/'", g.WebhookPath)
+	}
+	return nil
+}
+
+// Config is the spec as the scaler runs it, defaults filled in. A git
+// service's image is its build's, set by the controller.
+func (s ServiceSpec) Config(name string) scaler.ServiceConfig {
+	return scaler.ServiceConfig{
+		Name:         name,
+		Image:        s.Image,
+		Command:      s.Command,
+		Port:         s.Port,
+		Env:          s.Env,
+		MemoryMB:     s.MemoryMB,
+		TmpMB:        s.TmpMB,
+		PidsLimit:    s.PidsLimit,
+		MinInstances: s.MinInstances,
+		MaxInstances: s.MaxInstances,
+		Concurrency:  s.Concurrency,
+		PauseAfter:   time.Duration(s.PauseAfter),
+		IdleTimeout:  time.Duration(s.IdleTimeout),
+		StableWindow: time.Duration(s.StableWindow),
+		QueueSize:    s.QueueSize,
+		QueueTimeout: time.Duration(s.QueueTimeout),
+		StartTimeout: time.Duration(s.StartTimeout),
+		HealthPath:   s.HealthPath,
+		DrainTimeout: time.Duration(s.DrainTimeout),
+		StopGrace:    time.Duration(s.StopGrace),
+	}.WithDefaults()
+}
+
+// Validate rejects settings that would fail at the first request, naming
+// the field and the fix. It is the one check of a service: the Caddyfile,
+// the handler's JSON, the admin API and the store's records go through it.
+func (s ServiceSpec) Validate(name string) error {
+	cfg := s.Config(name) // its Validate checks the name
+	switch {
+	case s.Git != nil && s.Image != "":
+		return fmt.Errorf("service %s: set image or git, not both", name)
+	case s.Git != nil:
+		if err := s.Git.validate(); err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		// The name its builds will carry: the builder checks the rest.
+		cfg.Image = imageTag(name, s.Git.BuildSpec(cfg.Port))
+	case s.Image == "":
+		return fmt.Errorf("service %s: image or git is required (e.g. image localhost/hello:latest)", name)
+	}
+	if err := CheckEnv(s.Env); err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	return validateCron(name, s.Cron)
+}
+
+// envNameRE is what an env var's name may be.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// Bounds on what one service's env may hold.
+const (
+	MaxEnvValue = 32 << 10
+	maxEnvVars  = 256
+	maxEnvTotal = 256 << 10
+)
+
+// CronSecretEnv carries the service's cron secret into its containers, to
+// check the Podcell-Cron-Secret header of a scheduled call against.
+const CronSecretEnv = "PODCELL_CRON_SECRET"
+
+// CheckEnvName rejects a name no env var may have or that podcell sets.
+func CheckEnvName(k string) error {
+	switch {
+	case !envNameRE.MatchString(k):
+		return Errorf(http.StatusBadRequest, "env name %q is invalid: use up to 128 letters, digits and '_', not starting with a digit", k)
+	case k == "PORT":
+		return Errorf(http.StatusBadRequest, "env PORT is set by podcell from the service's port setting: change port instead")
+	case k == CronSecretEnv:
+		return Errorf(http.StatusBadRequest, "env %s is set by podcell to the service's cron secret and cannot be changed: remove it from env", CronSecretEnv)
+	}
+	return nil
+}
+
+// CheckEnv checks names and values of env vars, one by one.
+func CheckEnv(env map[string]string) error {
+	for k, v := range env {
+		if err := CheckEnvName(k); err != nil {
+			return err
+		}
+		if len(v) > MaxEnvValue {
+			return Errorf(http.StatusRequestEntityTooLarge, "env %s: the value is %d bytes, more than the %d allowed", k, len(v), MaxEnvValue)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return Errorf(http.StatusBadRequest, "env %s: the value contains a NUL byte, which an environment cannot hold", k)
+		}
+	}
+	return nil
+}
+
+// checkEnvTotal bounds a service's whole env after a change.
+func checkEnvTotal(env map[string]string) error {
+	total := 0
+	for k, v := range env {
+		total += len(k) + len(v)
+	}
+	if len(env) > maxEnvVars {
+		return Errorf(http.StatusRequestEntityTooLarge, "env: %d vars, more than the %d allowed per service", len(env), maxEnvVars)
+	}
+	if total > maxEnvTotal {
+		return Errorf(http.StatusRequestEntityTooLarge, "env: %d bytes in all, more than the %d allowed per service", total, maxEnvTotal)
+	}
+	return nil
+}
+
+// CronJob is a scheduled call to the service, as the handler's JSON, the
+// admin API and the store have it. Unset fields take the defaults of
+// docs/cron.md.
+type CronJob struct {
+	// Name identifies the job within its service: 1-40 lowercase letters,
+	// digits and '-'. Default: the path and a hash of schedule and path.
+	Name string `json:"name,omitempty"`
+	// Schedule is 5 cron fields or @hourly, @daily, @weekly, @monthly,
+	// @yearly, @every <duration>.
+	Schedule string `json:"schedule"`
+	// Method is GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+	Method string `json:"method,omitempty"`
+	// Path starts with '/' and may carry a query.
+	Path string `json:"path"`
+	// Body is sent with the request; not with GET or HEAD.
+	Body   string      `json:"body,omitempty"`
+	Header http.Header `json:"header,omitempty"`
+	// TimeZone is the IANA zone the schedule is read in (default UTC).
+	TimeZone string `json:"tz,omitempty"`
+	// Timeout bounds one attempt (default 1m).
+	Timeout Duration `json:"timeout,omitempty"`
+	// Retries of a failed attempt (5xx, 429, connection error), 0 to 10.
+	Retries int `json:"retries,omitempty"`
+	// Overlap is skip (default), allow or replace.
+	Overlap cron.Overlap `json:"overlap,omitempty"`
+}
+
+// Job is c as the scheduler's job of service, defaults filled in.
+func (c CronJob) Job(service string) cron.Job {
+	return cron.Job{
+		Service:  service,
+		Name:     c.Name,
+		Schedule: c.Schedule,
+		Method:   c.Method,
+		Path:     c.Path,
+		Body:     c.Body,
+		Header:   c.Header,
+		TimeZone: c.TimeZone,
+		Timeout:  time.Duration(c.Timeout),
+		Retries:  c.Retries,
+		Overlap:  c.Overlap,
+	}.WithDefaults()
+}
+
+// cronJobOf is job j as the API shows it.
+func cronJobOf(j cron.Job) CronJob {
+	return CronJob{Name: j.Name, Schedule: j.Schedule, Method: j.Method, Path: j.Path, Body: j.Body, Header: j.Header,
+		TimeZone: j.TimeZone, Timeout: Duration(j.Timeout), Retries: j.Retries, Overlap: j.Overlap}
+}
+
+// validateCron checks a service's jobs; errors name the job and the field.
+func validateCron(service string, jobs []CronJob) error {
+	seen := map[string]bool{}
+	for _, c := range jobs {
+		j := c.Job(service)
+		if err := j.Validate(); err != nil {
+			return err
+		}
+		if seen[j.Name] {
+			return fmt.Errorf("cron job %q of service %s is declared twice: give one of them another name", j.Name, service)
+		}
+		seen[j.Name] = true
+	}
+	return nil
+}
+
+// Error is an operation's failure as the admin API answers it: an HTTP
+// status and a message that says what to do.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf makes an *Error with status code.
+func Errorf(code int, format string, args ...any) error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
