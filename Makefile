@@ -66,7 +66,7 @@ vet: check-go
 # deadlock under builds, starts and removals from several at once.
 test: check-go setup base-images fmt-check vet
 	uri="$${PODCELL_ROOTLESS_URI:-}"; [ -n "$$uri" ] || uri="$$(bash scripts/setup-rootless.sh)"; \
-	PODCELL_ROOTLESS_URI="$$uri" $(GO_ENV) $(GO) test -p 1 -count=1 -timeout 40m ./...
+	CI=true PODCELL_ROOTLESS_URI="$$uri" $(GO_ENV) $(GO) test -p 1 -count=1 -timeout 40m ./...
 	$(MAKE) race
 
 # The scaler's concurrency under the race detector. It needs cgo, and with cgo

@@ -11,6 +11,7 @@ import (
 // service's build_memory fails with a reason naming the limit, in the
 // build's record, and the running revision keeps serving.
 func TestDeployBuildLimit(t *testing.T) {
+	e2e(t)
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Python runtime image is missing: run make base-images")
 	}

@@ -112,6 +112,7 @@ func (c *caddyProc) podcellCLI(args ...string) (string, error) {
 // outside caller cannot forge those headers. A manual run, the CLI and
 // the metrics see the same job.
 func TestCronWakesServiceFromZero(t *testing.T) {
+	e2e(t)
 	site := `
 http://{http} {
 	podcell cronwake {
@@ -278,6 +279,7 @@ http://{http} {
 // carrying the same scheduled time; a job that keeps failing gives up
 // after its retries and is recorded as failed.
 func TestCronRetriesOn5xx(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell cronretry {
@@ -346,6 +348,7 @@ http://{http} {
 // is in progress: the running calls finish and are recorded as succeeded,
 // no fire time reaches the app twice and none is lost.
 func TestCronReloadDuringRun(t *testing.T) {
+	e2e(t)
 	site := `
 http://{http} {
 	respond /version "%d"
@@ -424,6 +427,7 @@ http://{http} {
 // names the config owns, survive a restart with their history, do not
 // replay the ticks missed while Caddy was down, and stop when deleted.
 func TestCronAPIJobs(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell cronapi {

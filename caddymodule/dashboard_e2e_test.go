@@ -136,6 +136,7 @@ func (p *dashboardPage) check() {
 }
 
 func TestDashboardShowsScaleFromZero(t *testing.T) {
+	e2e(t)
 	t0 := time.Now()
 	c := startCaddy(t, `
 http://{http} {
@@ -221,6 +222,7 @@ http://{http} {
 }
 
 func TestDashboardShowsBuildLog(t *testing.T) {
+	e2e(t)
 	c, _ := startPyApp(t, withGlobal("dashboard"), withAdmin(browserOrigins))
 	p := openDashboard(t, c)
 	// The page follows the newest build's log while it runs, to its end.
@@ -230,6 +232,7 @@ func TestDashboardShowsBuildLog(t *testing.T) {
 }
 
 func TestDashboardOffByDefault(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell hello {

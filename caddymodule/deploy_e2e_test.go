@@ -155,6 +155,7 @@ http://{http} {
 }
 
 func TestDeployFromGit(t *testing.T) {
+	e2e(t)
 	c, repo := startPyApp(t)
 
 	// The first build deploys by itself; the first request waits for it.
@@ -270,6 +271,7 @@ http.createServer((req, res) => res.end(msg)).listen(Number(process.env.PORT));
 `
 
 func TestDeployNodeByPollAndWebhook(t *testing.T) {
+	e2e(t)
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:node20-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Node runtime image is missing: run make base-images")
 	}

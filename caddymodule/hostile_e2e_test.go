@@ -122,6 +122,7 @@ func rssMiB(t *testing.T, pid int) int {
 }
 
 func TestHostileRepositories(t *testing.T) {
+	e2e(t)
 	c := startHostileCaddy(t, withGlobal("max_repo_size 1MB"))
 	hostDir := t.TempDir()
 	victim := filepath.Join(hostDir, "victim.sh")

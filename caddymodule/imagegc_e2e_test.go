@@ -70,6 +70,7 @@ func serviceImages(t *testing.T, service string) []string {
 // build's layers go, and that deleting the service removes every image and
 // layer its builds left.
 func TestImageGC(t *testing.T) {
+	e2e(t)
 	if err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").Run(); err != nil {
 		t.Fatalf("the local Python runtime image is missing: run make base-images")
 	}
@@ -213,6 +214,7 @@ http://:{httpport} {
 // TestKeepImagesValidation: a bad keep_images stops the config with an
 // error that says what to use (before anything touches Podman).
 func TestKeepImagesValidation(t *testing.T) {
+	e2e(t)
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, file, config, want string }{
 		{"negative", "Caddyfile", "{\n\tadmin off\n\tpodcell {\n\t\tkeep_images -1\n\t}\n}\n:0 {\n\trespond ok\n}\n", `keep_images \"-1\": want a whole number >= 0`},

@@ -38,6 +38,7 @@ func (c *caddyProc) metric(series string) float64 {
 // service and reads it back from the metrics, the log stream (admin API
 // and CLI) and the error events.
 func TestMetricsLogsAndEventsAfterRealTraffic(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell obs {
@@ -171,6 +172,7 @@ http://{http} {
 // find its port closed; nothing reached the app, so the gateway gives them
 // to another instance instead of answering 502.
 func TestInstanceExitLosesNoRequest(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell exiting {

@@ -19,6 +19,7 @@ import (
 // set through the admin API are never expanded: {file./etc/hostname} from
 // the API reaches the app as those very characters.
 func TestConfigSecretsStayOutOfConfig(t *testing.T) {
+	e2e(t)
 	stamp := time.Now().UnixNano()
 	fileSecret := fmt.Sprintf("file-secret-%d", stamp)
 	envSecret := fmt.Sprintf("env-secret-%d", stamp)

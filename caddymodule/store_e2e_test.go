@@ -78,6 +78,7 @@ type sample struct {
 // requests per second: no request may fail, and from the moment the first
 // answer shows the new value, every request sent after it shows it too.
 func TestEnvChangeUnderSteadyLoad(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell envsvc {
@@ -209,6 +210,7 @@ http://{http} {
 // TestAdminAPIRejectsBadInput: every bad request is a 4xx naming the
 // problem, and the stored state does not change.
 func TestAdminAPIRejectsBadInput(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://{http} {
 	podcell badinput {
@@ -287,6 +289,7 @@ http://{http} {
 // admin API, serves it at <service>.<domain>, restarts Caddy and finds it
 // (and its env) still there; the store's files do not hold the env value.
 func TestAPIServiceInHostModeSurvivesRestart(t *testing.T) {
+	e2e(t)
 	c := startCaddy(t, `
 http://:{httpport} {
 	podcell {
@@ -368,6 +371,7 @@ http://:{httpport} {
 // at once; a config reload and another service's declaration go through
 // while the request still runs; the request ends well, then the instance goes.
 func TestDeleteDrainsInTheBackground(t *testing.T) {
+	e2e(t)
 	site := `
 http://:{httpport} {
 	podcell {
