@@ -485,3 +485,21 @@ func TestNewerRecordFormatRefused(t *testing.T) {
 		t.Errorf("a newer record: %v", err)
 	}
 }
+
+// A job's run goes to the service's gateway (Gateway.Do), which starts an
+// instance for it; a job of a service nobody declares fails saying so.
+func TestRunJobThroughTheGateway(t *testing.T) {
+	c, rt := newTest(t, nil, Declared{Name: "web", Spec: ServiceSpec{Image: "localhost/web:1",
+		Cron: []CronJob{{Name: "sync", Schedule: "@yearly", Method: "POST", Path: "/sync"}}}})
+	if err := c.RunJob("web", "sync"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the run succeeds", func() bool {
+		runs, _ := c.CronRuns("web", "sync")
+		return len(runs) > 0 && runs[0].Status == "succeeded" && runs[0].StatusCode == 200
+	})
+	if rt.Running() != 1 {
+		t.Errorf("%d instances run for the job", rt.Running())
+	}
+	wantCode(t, "run a job nobody declared", c.RunJob("web", "nosuch"), http.StatusNotFound, `"nosuch"`)
+}

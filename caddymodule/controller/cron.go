@@ -1,9 +1,6 @@
 package controller
 
 import (
-	"errors"
-	"fmt"
-	"net/http"
 	"sort"
 
 	"go.uber.org/zap"
@@ -24,7 +21,12 @@ const cronHistory = 50
 func (c *Controller) newScheduler() (*cron.Scheduler, error) {
 	log := c.log.Named("cron")
 	return cron.New(cron.Options{
-		Transport: cronTransport{c},
+		Service: func(name string) cron.Doer {
+			if gw := c.Route(name); gw != nil {
+				return gw
+			}
+			return nil // not a nil *Gateway in a non-nil interface
+		},
 		Secret: func(service string) string {
 			secret, err := c.st.CronSecret(service)
 			if err != nil {
@@ -106,23 +108,7 @@ func (c cronStore) LoadRuns(service, job string) ([]cron.Run, error) {
 	return store.CronRuns[cron.Run](c.st, service, job)
 }
 
-// cronTransport sends the scheduler's requests to the gateway of the
-// service they are for (the request's Host, which the scheduler sets).
-type cronTransport struct{ c *Controller }
-
-func (t cronTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	gw := t.c.Route(req.Host)
-	if gw == nil {
-		if req.Body != nil {
-			req.Body.Close() // a RoundTripper closes the body, even on errors
-		}
-		return nil, fmt.Errorf("service %s is not declared", req.Host)
-	}
-	return gw.Do(req.Context(), req)
-}
-
 var (
-	_ http.RoundTripper = cronTransport{}
-	_ cron.Store        = cronStore{}
-	_                   = errors.New
+	_ cron.Store = cronStore{}
+	_ cron.Doer  = (*Gateway)(nil)
 )

@@ -56,9 +56,10 @@
 //
 // # Requests
 //
-// Each run sends Method http://<service><Path> (Host: the service) through
-// Options.Transport; the app's transport routes by Host to the podcell
-// handler, the path of user traffic. Headers: Podcell-Cron (job name),
+// Each run sends Method <Path> (Host: the service) to the Doer that
+// Options.Service gives for the job's service: in podcell its gateway
+// (controller.Gateway.Do), which takes an instance as user traffic does.
+// Headers: Podcell-Cron (job name),
 // Podcell-Cron-Scheduled (the fire time, RFC 3339 in the job's zone; the
 // trigger time for a manual run), Podcell-Cron-Attempt (1, 2, ...),
 // Podcell-Cron-Secret (Options.Secret(service), so the service can refuse

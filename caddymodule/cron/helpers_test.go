@@ -1,6 +1,7 @@
 package cron
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -95,6 +96,13 @@ func response(req *http.Request, code int, body string) *http.Response {
 	}
 }
 
+// via sends a service's requests through a RoundTripper.
+type via struct{ rt http.RoundTripper }
+
+func (v via) Do(_ context.Context, req *http.Request) (*http.Response, error) {
+	return v.rt.RoundTrip(req)
+}
+
 // okTransport answers 200 and records the requests it got.
 type okTransport struct {
 	mu   sync.Mutex
@@ -170,7 +178,7 @@ func newHarness(t *testing.T, start time.Time, rt http.RoundTripper, opts ...fun
 	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(start), store: new(memStore)}
 	o := Options{
-		Transport:    rt,
+		Service:      func(string) Doer { return via{rt} },
 		Clock:        h.clock,
 		Store:        h.store,
 		RetryWaitMin: time.Millisecond,

@@ -68,11 +68,12 @@ const (
 	UserAgent       = "podcell-cron"
 )
 
-// Options configure a Scheduler. Transport is required.
+// Options configure a Scheduler. Service is required.
 type Options struct {
-	// Transport sends each request. Requests go to http://<service><path>
-	// with Host set to the service; the app routes them by it.
-	Transport http.RoundTripper
+	// Service finds the way in to a service, which sends the job's
+	// requests to it (podcell: the service's gateway); nil if there is
+	// none, and the run fails saying so.
+	Service func(name string) Doer
 	// Secret returns a service's cron secret, sent as Podcell-Cron-Secret
 	// so the service can tell scheduled calls from outside traffic.
 	Secret func(service string) string
@@ -86,6 +87,12 @@ type Options struct {
 	RetryWaitMax time.Duration
 	// HistorySize is how many runs per job are kept in memory (default 50).
 	HistorySize int
+}
+
+// Doer sends one request to a service and returns its answer. The
+// request's URL is the job's path and query; its Host is the service.
+type Doer interface {
+	Do(ctx context.Context, req *http.Request) (*http.Response, error)
 }
 
 // ErrClosed is returned by a Scheduler after Close.
@@ -141,8 +148,8 @@ type run struct {
 
 // New starts a scheduler with no jobs.
 func New(opts Options) (*Scheduler, error) {
-	if opts.Transport == nil {
-		return nil, fmt.Errorf("cron: a transport is required")
+	if opts.Service == nil {
+		return nil, fmt.Errorf("cron: Options.Service is required")
 	}
 	if opts.Clock == nil {
 		opts.Clock = realClock{}

@@ -20,9 +20,9 @@ func hourly() Job {
 	return Job{Service: "hello", Name: "tick", Schedule: "0 * * * *", Path: "/tick"}
 }
 
-func TestNewNeedsTransport(t *testing.T) {
+func TestNewNeedsService(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
-		t.Fatal("New without a transport succeeded")
+		t.Fatal("New without Options.Service succeeded")
 	}
 }
 
@@ -376,7 +376,7 @@ func TestHeaders(t *testing.T) {
 	if post == nil || ping == nil {
 		t.Fatalf("requests: %v", rt.reqs)
 	}
-	if post.URL.String() != "http://hello/tasks/report?full=1" || post.Host != "hello" {
+	if post.URL.String() != "/tasks/report?full=1" || post.Host != "hello" {
 		t.Errorf("url %s host %s", post.URL, post.Host)
 	}
 	body, _ := io.ReadAll(post.Body)
@@ -413,7 +413,7 @@ func server(t *testing.T, h http.HandlerFunc) http.RoundTripper {
 	base := srv.Client().Transport
 	return rtFunc(func(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
-		req.URL.Host = u.Host
+		req.URL.Scheme, req.URL.Host = "http", u.Host
 		return base.RoundTrip(req)
 	})
 }

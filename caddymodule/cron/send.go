@@ -18,7 +18,13 @@ import (
 func (s *Scheduler) send(ctx context.Context, r *run) Run {
 	j, rec := r.job, r.rec
 	start := time.Now() // Duration is elapsed time, whatever the Clock says
-	tr := &attemptTransport{base: s.opts.Transport}
+	svc := s.opts.Service(j.Service)
+	if svc == nil {
+		rec.Status, rec.Error = StatusFailed, fmt.Sprintf("service %s is not declared", j.Service)
+		rec.Duration = time.Since(start)
+		return rec
+	}
+	tr := &attemptTransport{send: svc}
 	c := retryablehttp.NewClient()
 	c.HTTPClient = &http.Client{
 		Transport: tr,
@@ -36,12 +42,14 @@ func (s *Scheduler) send(ctx context.Context, r *run) Run {
 	if j.Body != "" {
 		body = []byte(j.Body)
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, j.Method, "http://"+j.Service+j.Path, body)
+	// The service is svc's: the URL is the path and query, the Host the
+	// service's name, as a client of its route would send it.
+	req, err := retryablehttp.NewRequestWithContext(ctx, j.Method, j.Path, body)
 	if err != nil {
 		rec.Status, rec.Error = StatusFailed, err.Error()
 		return rec
 	}
-	req.Host = j.Service // NewRequest took it from the URL; the app routes by it
+	req.Host = j.Service
 	for k, v := range j.Header {
 		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
 	}
@@ -91,7 +99,7 @@ func (s *Scheduler) send(ctx context.Context, r *run) Run {
 // Podcell-Cron-Attempt header and remembers the last status code, which
 // retryablehttp drops when a backoff wait is cut short.
 type attemptTransport struct {
-	base     http.RoundTripper
+	send     Doer
 	mu       sync.Mutex
 	attempts int
 	status   int
@@ -104,7 +112,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	t.mu.Unlock()
 	req = req.Clone(req.Context()) // a RoundTripper must not change its request
 	req.Header.Set(HeaderAttempt, strconv.Itoa(n))
-	resp, err := t.base.RoundTrip(req)
+	resp, err := t.send.Do(req.Context(), req)
 	t.mu.Lock()
 	t.status = 0
 	if resp != nil {
