@@ -224,3 +224,30 @@ func TestAdminDeployRoutes(t *testing.T) {
 		t.Errorf("a build never made: %d %s", code, body)
 	}
 }
+
+// The webhook is its own route: its POSTs reach the deployer, not an
+// instance, and are not counted as the service's traffic.
+func TestWebhookIsNotServiceTraffic(t *testing.T) {
+	_, c := testAdmin(t)
+	if _, _, err := c.Put("app", controller.ServiceSpec{Git: &controller.GitSource{URL: "https://example.com/app.git",
+		Runtime: "python3.11-debian", WebhookPath: "/_hook", WebhookSecret: "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{ctrl: c, gw: c.Gateway("app")}
+	for _, method := range []string{"POST", "GET"} {
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, httptest.NewRequest(method, "/_hook", strings.NewReader("{}")), nil); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int{"POST": 401, "GET": 405}[method]; w.Code != want {
+			t.Errorf("%s /_hook: %d %s, want %d", method, w.Code, w.Body, want)
+		}
+	}
+	var metrics strings.Builder
+	c.Hub().Metrics.WritePrometheus(&metrics)
+	for _, l := range strings.Split(metrics.String(), "\n") {
+		if strings.HasPrefix(l, "podcell_requests_total") && strings.Contains(l, `service="app"`) && !strings.HasSuffix(l, " 0") {
+			t.Errorf("a webhook request was counted: %s", l)
+		}
+	}
+}
