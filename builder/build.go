@@ -358,11 +358,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	// checkout itself: nothing is written where the repository's links
 	// could redirect it (see buildContext).
 	ctxDir := filepath.Join(tmp, "context")
-	made := map[string][]byte{containerfileName: []byte(p.text)}
-	if b.ca != nil {
-		made[caFileName] = b.ca
-	}
-	if err := buildContext(dir, spec.RootDir, ctxDir, made); err != nil {
+	if err := buildContext(dir, spec.RootDir, ctxDir, map[string][]byte{containerfileName: []byte(p.text)}); err != nil {
 		var ie *InputError
 		if errors.As(err, &ie) {
 			return nil, err
@@ -382,6 +378,13 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
 		CPUPeriod:  100000,
 		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	if b.ca != nil {
+		ca := filepath.Join(tmp, "build-ca.pem")
+		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
+		}
+		common.Secrets = []string{"id=" + caSecretID + ",src=" + ca}
 	}
 	var cg *buildCgroup
 	stopping := false // cg.stop removes cg later
@@ -413,7 +416,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		PullPolicy:              define.PullIfMissing,
 		// Excludes replaces the context's .containerignore/.dockerignore,
 		// so those patterns are read here and ours appended.
-		Excludes:        append(ignored, ".git", containerfileName, caFileName),
+		Excludes:        append(ignored, ".git", containerfileName),
 		CommonBuildOpts: common,
 		Out:             log,
 		Err:             log,

@@ -77,12 +77,14 @@ func (p Proxy) Validate() error {
 	return nil
 }
 
-// caFileName is the CA bundle's name in the build context (podcell's,
-// like the Containerfile: a repository file of that name is left out), and
-// caMountPath where the install and build steps see it. It is bound into
-// those steps only, never copied into the image.
+// caSecretID is the build secret the CA bundle is handed to the install and
+// build steps as (RUN --mount=type=secret): a secret is mounted into the
+// steps that ask for it and never lands in a layer, and Podman ships it to
+// the build service beside the context rather than in it (a context file
+// excluded from COPY would not reach a remote build at all). caMountPath is
+// where those steps see it.
 const (
-	caFileName  = ".podcell-ca.pem"
+	caSecretID  = "podcell-build-ca"
 	caMountPath = "/run/podcell-build-ca.pem"
 )
 

@@ -71,7 +71,7 @@ const pyprojectInstall = `python3 -c 'import subprocess, sys, tomllib; deps = to
 // app runs as, and the builder's CA bundle and proxy for its steps.
 type buildSettings struct {
 	user  string
-	ca    bool // caFileName is in the build context
+	ca    bool // the build has the caSecretID secret
 	proxy Proxy
 }
 
@@ -158,7 +158,7 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, set 
 	}
 	run := func(purpose, script string) {
 		if set.ca {
-			add(purpose, "RUN --mount=type=bind,source=%s,target=%s %s", caFileName, caMountPath, shell(caPrelude+script))
+			add(purpose, "RUN --mount=type=secret,id=%s,target=%s %s", caSecretID, caMountPath, shell(caPrelude+script))
 			return
 		}
 		add(purpose, "RUN %s", shell(script))
