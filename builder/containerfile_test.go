@@ -339,12 +339,16 @@ func TestSpecValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// No runtime: detected at build time.
+	if err := (Spec{Source: ok.Source}).Validate(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		spec  Spec
 		field string
 	}{
 		{Spec{Source: ok.Source, Runtime: "ruby3"}, "runtime"},
-		{Spec{Source: ok.Source}, "runtime"},
+		{Spec{Source: ok.Source, Install: "a\x00b"}, "install"},
 		{Spec{Source: ok.Source, Runtime: "node20-alpine", Port: 70000}, "port"},
 		{Spec{Source: ok.Source, Runtime: "node20-alpine", Start: "a\x00b"}, "start"},
 		{Spec{Source: Source{URL: "https://github.com/o/r", RootDir: "../up"}, Runtime: "node20-alpine"}, "root_dir"},
