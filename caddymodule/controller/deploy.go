@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -177,7 +178,7 @@ type sourcePlan struct {
 // changed or nothing was built yet.
 func (d *deployer) setSource(spec builder.Spec, poll time.Duration, b Builder, keepImages int) sourcePlan {
 	d.mu.Lock()
-	sourceChanged := d.spec != spec
+	sourceChanged := !reflect.DeepEqual(d.spec, spec) // Spec holds a map (BuildEnv)
 	d.spec, d.poll, d.b, d.keepImages = spec, poll, b, keepImages
 	current, running := d.current, d.running != nil
 	d.mu.Unlock()
