@@ -273,14 +273,12 @@ func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverse
 			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(a.Waited.Milliseconds(), 10)+"ms")
 		}
 		err := rp.ServeHTTP(w, r, next)
-		var dialErr reverseproxy.DialError
-		if err != nil && errors.As(err, &dialErr) && w.status == 0 && r.Context().Err() == nil {
+		if err != nil && w.status == 0 && r.Context().Err() == nil && isDialError(err) {
 			return controller.Refused(err)
 		}
 		return err
 	})
-	var he caddyhttp.HandlerError
-	if err == nil || errors.As(err, &he) {
+	if err == nil || isHandlerError(err) {
 		return err
 	}
 	// Not reverse_proxy's: the gateway could not give it an instance.
@@ -304,3 +302,16 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// isDialError and isHandlerError are errors.As in funcs of their own: its
+// target escapes, and declared on the request path it would be allocated
+// for every request, not only for the failed ones.
+func isDialError(err error) bool {
+	var dialErr reverseproxy.DialError
+	return errors.As(err, &dialErr)
+}
+
+func isHandlerError(err error) bool {
+	var he caddyhttp.HandlerError
+	return errors.As(err, &he)
+}

@@ -503,3 +503,25 @@ func TestRunJobThroughTheGateway(t *testing.T) {
 	}
 	wantCode(t, "run a job nobody declared", c.RunJob("web", "nosuch"), http.StatusNotFound, `"nosuch"`)
 }
+
+// The warm request path through the gateway allocates nothing: Try on a
+// running instance, and counting the answer.
+func TestGatewayTryWarmPathAllocatesNothing(t *testing.T) {
+	c, _ := newTest(t, nil, image("web", "localhost/web:1", nil))
+	gw := c.Route("web")
+	ctx := context.Background()
+	var addr string
+	fn := func(a Attempt) error { addr = a.Addr; return nil }
+	if err := gw.Try(ctx, fn); err != nil || addr == "" {
+		t.Fatalf("first try: %v (addr %q)", err, addr)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := gw.Try(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+		gw.Count(200, time.Millisecond, "")
+	})
+	if allocs != 0 {
+		t.Errorf("the warm path allocates %v times per request", allocs)
+	}
+}
