@@ -1,5 +1,8 @@
-// Package scalertest gives tests and benchmarks a real Podman runtime and the
-// hello image (cmd/hello), built locally so no registry is needed.
+// Package scalertest gives tests and benchmarks a scaler.Runtime: Fake, in
+// memory, for tests that need no Podman; or a real Podman runtime (Podman)
+// and the hello image (cmd/hello, built locally so no registry is needed).
+// Nothing here contacts Podman or builds anything until a test asks
+// (Podman, Hello, BuildHello).
 package scalertest
 
 import (
