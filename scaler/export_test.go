@@ -1,5 +1,7 @@
 package scaler
 
+import "context"
+
 // Internals for the tests of package scaler_test, which use scalertest's
 // fake runtime (scalertest imports scaler, so tests inside the package
 // cannot).
@@ -28,3 +30,12 @@ func CountState(s *Service, state string) int {
 
 // LoopDone is closed when the service's policy loop has ended.
 func LoopDone(s *Service) <-chan struct{} { return s.done }
+
+// Lease, Acquire and Release are the request path's halves, which Try
+// joins: tests that hold an instance across steps (a full queue, a drain)
+// take and give back leases themselves.
+type Lease = lease
+
+func (s *Service) Acquire(ctx context.Context) (Lease, error) { return s.acquire(ctx) }
+
+func (l Lease) Release() { l.release() }

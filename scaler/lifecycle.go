@@ -151,7 +151,7 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 	}
 	s.Stats.ColdStarts.Add(1)
 	s.lastErr, s.backoff = nil, 0
-	inst.addr, inst.addrAny = addr, addr
+	inst.addr = addr
 	inst.state = stReady
 	inst.lastActive = time.Now()
 	took := time.Since(began)

@@ -3,6 +3,7 @@ package scaler
 import (
 	"container/list"
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,29 +34,80 @@ func (w Wake) String() string {
 	return [...]string{"none", "start", "resume"}[w]
 }
 
-// Lease is one request's hold on an instance. Release it exactly once.
-type Lease struct {
+// Wait says whether and how long a request waited for its instance.
+type Wait struct {
+	Wake   Wake          // what it waited for; WakeNone if an instance was free
+	Waited time.Duration // how long it queued; zero if it did not
+}
+
+// Try runs fn with the address (host:port) of an instance with spare
+// capacity, starting or resuming one if needed and waiting for it in a
+// bounded FIFO queue, and gives the instance's slot back when fn returns
+// (or panics). It returns fn's error, or why no instance could be had:
+// ErrQueueFull, ErrQueueTimeout, ErrClosed, a *StartError, or ctx's error.
+//
+// fn reports that the instance refused the connection by returning an
+// error that wraps ErrRefused (errors.Is), and only when nothing reached
+// the app: the instance then takes no more requests, and Try runs fn once
+// more with another instance, unless ctx is done. A second refusal is
+// returned as it is. A refused connection cannot be told from a net error
+// alone (a proxy may have answered the client already), so only fn knows.
+//
+// On a warm instance Try allocates nothing: a request waits (and
+// allocates) only when no instance is free.
+func (s *Service) Try(ctx context.Context, fn func(addr string) error) error {
+	return s.TryWait(ctx, func(addr string, _ Wait) error { return fn(addr) })
+}
+
+// TryWait is Try for a caller that tells its client whether the request
+// waited for a cold start or a resume, and for how long.
+func (s *Service) TryWait(ctx context.Context, fn func(addr string, w Wait) error) error {
+	for first := true; ; first = false {
+		l, err := s.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		if retry, err := s.attempt(ctx, l, first, fn); !retry {
+			return err
+		}
+	}
+}
+
+// attempt runs fn on one lease. It is a method of its own so that the
+// deferred release runs when fn returns, and when it panics.
+func (s *Service) attempt(ctx context.Context, l lease, first bool, fn func(string, Wait) error) (retry bool, err error) {
+	defer func() {
+		if retry {
+			l.refused()
+		} else {
+			l.release()
+		}
+	}()
+	err = fn(l.Addr, Wait{Wake: l.Wake, Waited: l.Waited})
+	retry = first && err != nil && errors.Is(err, ErrRefused) && ctx.Err() == nil
+	return retry, err
+}
+
+// lease is one request's hold on an instance; release it exactly once.
+// Tests outside the package reach it through export_test.go.
+type lease struct {
 	svc  *Service
 	inst *instance
 	// Addr is host:port of the instance's app.
 	Addr string
-	// Upstream is Addr as an interface value, made once per instance, so a
-	// caller that stores it in an interface (Caddy's replacer) does not
-	// allocate per request.
-	Upstream any
 	// Waited is how long the request queued; zero if it did not.
 	Waited time.Duration
 	Wake   Wake
 }
 
-// Acquire returns an instance with spare capacity, starting or resuming one
+// acquire returns an instance with spare capacity, starting or resuming one
 // if needed and waiting for it in a bounded FIFO queue. Errors: ErrQueueFull,
 // ErrQueueTimeout, ErrClosed, a *StartError, or ctx's error.
-func (s *Service) Acquire(ctx context.Context) (Lease, error) {
+func (s *Service) acquire(ctx context.Context) (lease, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return Lease{}, ErrClosed
+		return lease{}, ErrClosed
 	}
 	now := time.Now()
 	if s.queue.Len() == 0 {
@@ -65,20 +117,20 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 			inst.lastActive = now
 			s.notePeakLocked()
 			s.mu.Unlock()
-			return Lease{svc: s, inst: inst, Addr: inst.addr, Upstream: inst.addrAny}, nil
+			return lease{svc: s, inst: inst, Addr: inst.addr}, nil
 		}
 	}
 	if s.lastErr != nil && now.Before(s.retryAt) && !s.anyServingLocked() {
 		err := s.lastErr
 		s.mu.Unlock()
 		s.sc.obs.Queued(s.name, 0, WakeNone, QueueFailed)
-		return Lease{}, err
+		return lease{}, err
 	}
 	if s.queue.Len() >= s.cfg.QueueSize {
 		s.mu.Unlock()
 		s.Stats.QueueFull.Add(1)
 		s.sc.obs.Queued(s.name, 0, WakeNone, QueueFull)
-		return Lease{}, ErrQueueFull
+		return lease{}, ErrQueueFull
 	}
 	w := &waiter{ch: make(chan result, 1), queued: true}
 	w.elem = s.queue.PushBack(w)
@@ -109,7 +161,7 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 		} else {
 			s.sc.obs.Queued(s.name, time.Since(now), WakeNone, QueueCanceled)
 		}
-		return Lease{}, err
+		return lease{}, err
 	}
 	s.mu.Unlock()
 	// Delivered while we gave up: the result is in the channel.
@@ -117,35 +169,35 @@ func (s *Service) Acquire(ctx context.Context) (Lease, error) {
 	if r.err == nil && ctx.Err() != nil {
 		s.release(r.inst)
 		s.sc.obs.Queued(s.name, time.Since(now), r.wake, QueueCanceled)
-		return Lease{}, ctx.Err()
+		return lease{}, ctx.Err()
 	}
 	return s.leaseFrom(r, now)
 }
 
 // leaseFrom turns what a queued request was handed into its lease.
-func (s *Service) leaseFrom(r result, since time.Time) (Lease, error) {
+func (s *Service) leaseFrom(r result, since time.Time) (lease, error) {
 	waited := time.Since(since)
 	if r.err != nil {
 		s.sc.obs.Queued(s.name, waited, r.wake, QueueFailed)
-		return Lease{}, r.err
+		return lease{}, r.err
 	}
 	s.sc.obs.Queued(s.name, waited, r.wake, QueueServed)
-	return Lease{svc: s, inst: r.inst, Addr: r.inst.addr, Upstream: r.inst.addrAny, Waited: waited, Wake: r.wake}, nil
+	return lease{svc: s, inst: r.inst, Addr: r.inst.addr, Waited: waited, Wake: r.wake}, nil
 }
 
-// Release gives the request's slot back.
-func (l Lease) Release() {
+// release gives the request's slot back.
+func (l lease) release() {
 	if l.svc != nil {
 		l.svc.release(l.inst)
 	}
 }
 
-// Refused gives the request's slot back and reports that the instance
+// refused gives the request's slot back and reports that the instance
 // refused the connection. A ready instance that accepts no connection has
 // exited (before Podman's event reached us) or is going: it takes no more
 // requests and the loop replaces it. Nothing reached the app, so the
-// caller may try again with another lease.
-func (l Lease) Refused() {
+// request may try again with another lease.
+func (l lease) refused() {
 	if l.svc != nil {
 		l.svc.refused(l.inst)
 	}

@@ -11,9 +11,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// Service runs the instances of one service. Acquire and Lease.Release are the
-// request path: they take only this service's lock, never call Podman, and
-// allocate nothing unless the request has to wait.
+// Service runs the instances of one service. Try is the request path: it
+// takes only this service's lock, never calls Podman, and allocates nothing
+// unless the request has to wait.
 type Service struct {
 	sc   *Scaler
 	log  *zap.Logger
@@ -73,7 +73,6 @@ type instance struct {
 	revision   string
 	state      instState
 	addr       string
-	addrAny    any // addr as an interface value, boxed once (see Lease.Upstream)
 	inflight   int
 	lastActive time.Time
 	drainSince time.Time

@@ -572,35 +572,79 @@ func TestServiceInstanceIDDataRace(t *testing.T) {
 	}
 }
 
-// The warm request path (Acquire + Release on a ready instance, and handing
-// the address to Caddy's replacer as an interface) must not allocate.
+// The warm request path (Try on a ready instance, with a function that
+// captures the caller's variables as the handler's does) must not allocate.
 func TestServiceWarmPathAllocatesNothing(t *testing.T) {
 	sc, f := newTestScaler(t)
 	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	ctx := context.Background()
-	lease, err := svc.Acquire(ctx)
-	if err != nil {
+	var got string
+	var wait scaler.Wait
+	fn := func(addr string, w scaler.Wait) error {
+		got, wait = addr, w
+		return nil
+	}
+	if err := svc.TryWait(ctx, fn); err != nil {
 		t.Fatal(err)
 	}
-	lease.Release()
-	if lease.Upstream != any(lease.Addr) {
-		t.Fatalf("lease.Upstream = %v, want the address %q", lease.Upstream, lease.Addr)
+	if want := f.Addr(f.StartedIDs()[0]); got != want || wait.Wake != scaler.WakeStart {
+		t.Fatalf("first Try: %q after %v, want the started instance's %q after a cold start", got, wait.Wake, want)
 	}
-	sink := map[string]any{}
 	allocs := testing.AllocsPerRun(1000, func() {
-		l, err := svc.Acquire(ctx)
-		if err != nil {
+		if err := svc.TryWait(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
-		sink["upstream"] = l.Upstream
-		l.Release()
 	})
 	if allocs != 0 {
-		t.Errorf("a warm Acquire + Release allocates %.1f times, want 0", allocs)
+		t.Errorf("a warm Try allocates %.1f times, want 0", allocs)
+	}
+	if wait.Wake != scaler.WakeNone || wait.Waited != 0 {
+		t.Errorf("a warm Try waited: %+v", wait)
+	}
+	allocs = testing.AllocsPerRun(1000, func() {
+		if err := svc.Try(ctx, func(addr string) error { got = addr; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a warm Try (without the wait) allocates %.1f times, want 0", allocs)
 	}
 }
 
+// Try gives the slot back whatever fn does: returns, fails, panics.
+func TestServiceTryReleases(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.SetAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil)) // concurrency 1
+	ctx := context.Background()
+	boom := errors.New("boom")
+	if err := svc.Try(ctx, func(string) error { return boom }); err != boom {
+		t.Fatalf("Try returned %v, want fn's error", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("fn's panic did not reach Try's caller")
+			}
+		}()
+		svc.Try(ctx, func(string) error { panic("fn panics") })
+	}()
+	if snap := svc.Snapshot(); snap.Inflight != 0 || snap.Count("ready") != 1 {
+		t.Fatalf("after an error and a panic: %+v; want the instance ready with nothing in flight", snap)
+	}
+	calls := 0
+	if err := svc.Try(ctx, func(string) error { calls++; return nil }); err != nil || calls != 1 {
+		t.Fatalf("Try after a panic: %v, %d calls; want the free instance at once", err, calls)
+	}
+	if n := len(f.StartedIDs()); n != 1 {
+		t.Errorf("%d instances started, want 1: the slot came back each time", n)
+	}
+}
+
+// An instance that refuses the connection takes no more requests, and Try
+// runs fn once more on another instance, started for it; a second refusal
+// is returned as it is, and so is a refusal when the caller gave up.
 func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 	sc, f := newTestScaler(t)
 	f.SetAutoReady(true)
@@ -608,31 +652,55 @@ func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 	waitFor(t, "standby created", standbyReady(svc))
 	ctx := context.Background()
 
-	first, err := svc.Acquire(ctx)
+	var first string
+	if err := svc.Try(ctx, func(addr string) error { first = addr; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	var waits []scaler.Wait
+	err := svc.TryWait(ctx, func(addr string, w scaler.Wait) error {
+		addrs, waits = append(addrs, addr), append(waits, w)
+		if len(addrs) == 1 {
+			snap := svc.Snapshot()
+			if snap.Count("ready") != 1 || snap.Inflight != 1 {
+				t.Errorf("while the first attempt runs: %+v; want it in flight on the ready instance", snap)
+			}
+			return fmt.Errorf("dial: %w", scaler.ErrRefused)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Release()
-	lease, err := svc.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if len(addrs) != 2 || addrs[0] != first || addrs[1] == first || waits[1].Wake != scaler.WakeStart {
+		t.Fatalf("attempts on %v (waits %+v); want the ready instance %s, then a new one started for the request", addrs, waits, first)
 	}
-	if lease.Addr != first.Addr {
-		t.Fatalf("warm request went to %s, not the ready instance %s", lease.Addr, first.Addr)
-	}
-	lease.Refused()
 	snap := svc.Snapshot()
-	if snap.Count("ready") != 0 || snap.Inflight != 0 {
-		t.Fatalf("after a refused connection: %+v; want the instance out of service and nothing in flight", snap)
+	for _, i := range snap.Instances {
+		if i.Addr == first && i.State == "ready" {
+			t.Fatalf("after a refused connection: %+v; want the refusing instance out of service", snap)
+		}
 	}
-	// The next request gets another instance, started for it.
-	next, err := svc.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if snap.Inflight != 0 || snap.Count("ready") != 1 {
+		t.Fatalf("after a refused connection: %+v; want the new instance ready, nothing in flight", snap)
 	}
-	defer next.Release()
-	if next.Addr == first.Addr || next.Wake != scaler.WakeStart {
-		t.Fatalf("after a refusal the request went to %s (wake %v); want a new instance", next.Addr, next.Wake)
+
+	// Refused twice: the second refusal is the answer, and the second
+	// instance stays in service (as the handler had it before Try).
+	calls := 0
+	refused := fmt.Errorf("dial tcp: %w", scaler.ErrRefused)
+	if err := svc.Try(ctx, func(string) error { calls++; return refused }); err != refused || calls != 2 {
+		t.Fatalf("refused twice: %v after %d calls, want fn's error after 2", err, calls)
+	}
+	// A caller that gave up gets no second attempt.
+	cctx, cancel := context.WithCancel(ctx)
+	calls = 0
+	err = svc.Try(cctx, func(string) error { calls++; cancel(); return refused })
+	if err != refused || calls != 1 {
+		t.Fatalf("refused after the caller gave up: %v after %d calls, want fn's error after 1", err, calls)
+	}
+	if snap := svc.Snapshot(); snap.Inflight != 0 {
+		t.Fatalf("%d requests still in flight", snap.Inflight)
 	}
 }
 
