@@ -48,7 +48,18 @@ func URI() string {
 // and its absence fails the test.
 func Podman(t testing.TB) *scaler.Podman {
 	t.Helper()
-	p, err := scaler.NewPodman(context.Background(), URI())
+	uri := URI()
+	unreachableMu.Lock()
+	err := unreachable[uri]
+	unreachableMu.Unlock()
+	var p *scaler.Podman
+	if err == nil {
+		if p, err = scaler.NewPodman(context.Background(), uri); err != nil {
+			unreachableMu.Lock()
+			unreachable[uri] = err
+			unreachableMu.Unlock()
+		}
+	}
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI needs Podman: %v", err)
@@ -57,6 +68,13 @@ func Podman(t testing.TB) *scaler.Podman {
 	}
 	return p
 }
+
+// unreachable remembers the Podman APIs that did not answer, so the next
+// test skips at once instead of waiting for the client's own retries.
+var (
+	unreachableMu sync.Mutex
+	unreachable   = map[string]error{}
+)
 
 var (
 	buildOnce sync.Once
