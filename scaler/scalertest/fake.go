@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -22,17 +23,20 @@ import (
 // reports it (Inspect says exited, Events delivers "died", the port closes);
 // Write feeds FollowLogs; List and Events filter by label like Podman.
 //
-// It does not simulate what runs inside: the port accepts connections and
-// closes them at once (no HTTP), images are not checked (any Image creates),
-// Limits, Cpuset, UserNS, Command and Env are stored (see Spec) but have no
-// effect, OOM kills are only exit code 137, and pause and unpause only flip
-// the state. Every call returns at once unless a test holds it
-// (SetCreateGate, HoldStop) or makes it fail (FailCreate, FailStart).
+// It does not simulate what runs inside: a ready port accepts connections
+// and closes them at once, or serves the handler SetHTTP gives every
+// container (there is no per-container app). Images are not checked (any
+// Image creates); Limits, Cpuset, UserNS, Command and Env are stored (see
+// Spec) but have no effect; an OOM kill is only exit code 137; pause and
+// unpause only flip the state (a paused port still answers). Every call
+// returns at once unless a test holds it (SetCreateGate, HoldStop) or makes
+// it fail (FailCreate, FailStart); Refuse closes a port with no event.
 type Fake struct {
 	t testing.TB
 
 	mu         sync.Mutex
 	autoReady  bool
+	handler    http.Handler             // what ready containers serve (SetHTTP)
 	logs       []string                 // what Logs returns for every container
 	createGate chan struct{}            // when set, Create waits until it is closed
 	createErr  error                    // when set, Create fails with it (counted)
@@ -60,6 +64,7 @@ type fakeContainer struct {
 	state    string
 	addr     string
 	ln       net.Listener
+	srv      *http.Server // with SetHTTP
 	exitCode int
 	removed  bool
 	output   []scaler.LogLine // what FollowLogs reads; see write
@@ -85,7 +90,13 @@ func NewFake(t testing.TB) *Fake {
 	return f
 }
 
+// closeListener closes the container's port, and the connections its
+// HTTP server holds.
 func (c *fakeContainer) closeListener() {
+	if c.srv != nil {
+		c.srv.Close()
+		c.srv = nil
+	}
 	if c.ln != nil {
 		c.ln.Close()
 		c.ln = nil
@@ -103,6 +114,11 @@ func (f *Fake) listenLocked(c *fakeContainer) {
 		return
 	}
 	c.ln = ln
+	if f.handler != nil {
+		c.srv = &http.Server{Handler: f.handler}
+		go c.srv.Serve(ln)
+		return
+	}
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -396,6 +412,31 @@ func (f *Fake) Write(id, stream, text string) {
 	}
 	c.output = append(c.output, scaler.LogLine{Time: time.Now(), Stream: stream, Text: text})
 	f.notifyLocked()
+}
+
+// SetHTTP makes the containers that get ready from now on serve h over
+// HTTP on their port, as the app would (nil: accept connections and close
+// them at once). h tells instances apart by the request context's
+// http.LocalAddrContextKey, the instance's address.
+func (f *Fake) SetHTTP(h http.Handler) {
+	f.mu.Lock()
+	f.handler = h
+	f.mu.Unlock()
+}
+
+// Refuse closes container id's port while the container still runs, as
+// when its app crashed and Podman's "died" event has not come yet (or never
+// comes): connections are refused, and the scaler, which still counts the
+// instance ready, learns it only from a request.
+func (f *Fake) Refuse(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		f.t.Errorf("fake: refuse: %v", err)
+		return
+	}
+	c.closeListener()
 }
 
 // SetAutoReady makes every container started from now on ready at once.

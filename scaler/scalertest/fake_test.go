@@ -3,7 +3,9 @@ package scalertest
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -199,5 +201,47 @@ func TestFakeFailuresAndRecords(t *testing.T) {
 	}
 	if got, want := f.Calls(), (Calls{Create: 2, Start: 2}); got != want {
 		t.Fatalf("calls = %+v, want %+v", got, want)
+	}
+}
+
+// With SetHTTP a ready container serves HTTP; Refuse closes its port while
+// the container still runs, with no event.
+func TestFakeHTTPAndRefuse(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := NewFake(t)
+	f.SetAutoReady(true)
+	f.SetHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Context().Value(http.LocalAddrContextKey).(net.Addr).String())
+	}))
+	events, _ := f.Events(ctx, scaler.LabelOwner, "me")
+	id, err := f.Create(ctx, scaler.ContainerSpec{Name: "c1", Labels: map[string]string{scaler.LabelOwner: "me"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	addr := f.Addr(id)
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != addr {
+		t.Fatalf("answer %q, want the instance's address %s", body, addr)
+	}
+	f.Refuse(id)
+	if answers(addr) {
+		t.Fatal("port still answers after Refuse")
+	}
+	if info, _ := f.Inspect(ctx, id); info.State != scaler.StateRunning {
+		t.Fatalf("after Refuse the container is %s, want still running", info.State)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("event %+v after Refuse, want none", ev)
+	default:
 	}
 }
