@@ -1,19 +1,16 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podcell/podcell/caddymodule/controller"
-	"github.com/podcell/podcell/caddymodule/internal/fakert"
-	"github.com/podcell/podcell/caddymodule/store"
-	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
+	"github.com/podcell/podcell/scaler/scalertest"
 )
 
 // The admin API's route table, in process: a controller on a fake
@@ -21,23 +18,9 @@ import (
 
 func testAdmin(t *testing.T, config ...controller.Declared) (*httptest.Server, *controller.Controller) {
 	t.Helper()
-	dir := t.TempDir()
-	key, err := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := controller.New(controller.Options{DataDir: dir, Key: key, Runtime: fakert.New(), Scaler: scaler.Options{Owner: "admintest"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	if err := c.Start(controller.Settings{Builder: new(fakert.Builder)}, config); err != nil {
-		t.Fatal(err)
-	}
+	f := scalertest.NewFake(t)
+	f.SetAutoReady(true)
+	c := testController(t, f, new(fakebuild.Builder), config...)
 	srv := httptest.NewServer((&adminRoutes{ctrl: func() *controller.Controller { return c }, dashboard: func() bool { return false }}).mux())
 	t.Cleanup(srv.Close)
 	return srv, c
@@ -194,7 +177,7 @@ func TestAdminWithoutController(t *testing.T) {
 // A git service's deploy, builds and build log routes, with a fake builder.
 func TestAdminDeployRoutes(t *testing.T) {
 	srv, c := testAdmin(t)
-	b := new(fakert.Builder)
+	b := new(fakebuild.Builder)
 	b.SetCommit(strings.Repeat("c", 40))
 	if err := c.Start(controller.Settings{Builder: b}, nil); err != nil {
 		t.Fatal(err)

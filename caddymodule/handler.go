@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/scaler"
 )
 
 func init() {
@@ -267,27 +268,38 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // so the gateway gives the request to another instance, once.
 func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	var proxyErr error
 	err := gw.Try(r.Context(), func(a controller.Attempt) error {
 		repl.Set(upstreamPlaceholder, a.Upstream)
 		if a.Woke {
 			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(a.Waited.Milliseconds(), 10)+"ms")
 		}
-		err := rp.ServeHTTP(w, r, next)
-		if err != nil && w.status == 0 && r.Context().Err() == nil && isDialError(err) {
-			return controller.Refused(err)
+		proxyErr = rp.ServeHTTP(w, r, next)
+		switch {
+		case proxyErr == nil:
+			return nil
+		case w.status == 0 && isDialError(proxyErr):
+			return scaler.ErrRefused
 		}
-		return err
+		return errProxied
 	})
-	if err == nil || isHandlerError(err) {
-		return err
+	switch {
+	case err == nil:
+		return nil
+	case err == errProxied || err == scaler.ErrRefused:
+		return proxyErr
 	}
-	// Not reverse_proxy's: the gateway could not give it an instance.
+	// The gateway could not give the request an instance.
 	code, retryAfter, msg := controller.StatusOf(gw.Name(), err)
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
 	return caddyhttp.Error(code, msg)
 }
+
+// errProxied tells the proxy's failure (kept aside in proxyErr) from the
+// gateway's in Try's error.
+var errProxied = errors.New("podcell: the proxy failed")
 
 func (h *Handler) Cleanup() error {
 	if h.rp != nil {
@@ -303,15 +315,10 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
 
-// isDialError and isHandlerError are errors.As in funcs of their own: its
-// target escapes, and declared on the request path it would be allocated
-// for every request, not only for the failed ones.
+// isDialError is errors.As in a func of its own: its target escapes, and
+// declared on the request path it would be allocated for every request,
+// not only for the failed ones.
 func isDialError(err error) bool {
 	var dialErr reverseproxy.DialError
 	return errors.As(err, &dialErr)
-}
-
-func isHandlerError(err error) bool {
-	var he caddyhttp.HandlerError
-	return errors.As(err, &he)
 }

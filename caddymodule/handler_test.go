@@ -1,6 +1,25 @@
 package caddymodule
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/store"
+	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/scaler/scalertest"
+)
 
 func TestIsCronHeader(t *testing.T) {
 	for name, want := range map[string]bool{
@@ -26,5 +45,214 @@ func TestIsCronHeader(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { isCronHeader("Podcell_Cron_Secret") }); n != 0 {
 		t.Errorf("isCronHeader allocates %v times", n)
+	}
+}
+
+// testController is a started controller on the fake runtime f, with
+// config's services, in a data dir of its own.
+func testController(tb testing.TB, f scaler.Runtime, b controller.Builder, config ...controller.Declared) *controller.Controller {
+	tb.Helper()
+	dir := tb.TempDir()
+	key, err := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := controller.New(controller.Options{DataDir: dir, Key: key, Runtime: f, Scaler: scaler.Options{Owner: "podcelltest"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	if err := c.Start(controller.Settings{Builder: b}, config); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// warmGateway is the gateway of a service on the fake runtime with one
+// ready instance.
+func warmGateway(tb testing.TB) *controller.Gateway {
+	f := scalertest.NewFake(tb)
+	f.SetAutoReady(true)
+	c := testController(tb, f, nil, controller.Declared{Name: "hello", Spec: controller.ServiceSpec{Image: "localhost/hello:latest", PauseAfter: -1}})
+	gw := c.Route("hello")
+	if err := gw.Try(context.Background(), func(controller.Attempt) error { return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	return gw
+}
+
+// tryWarm is proxy's part before Caddy's reverse proxy: an instance from
+// the gateway, its address in the replacer for the proxy to dial.
+func tryWarm(gw *controller.Gateway, repl *caddy.Replacer) error {
+	return gw.Try(context.Background(), func(a controller.Attempt) error {
+		repl.Set(upstreamPlaceholder, a.Upstream)
+		if a.Woke {
+			return errors.New("a warm request waited")
+		}
+		return nil
+	})
+}
+
+// The warm path (Try, and the instance's address handed to the replacer
+// as an interface value) allocates nothing.
+func TestWarmPathAllocatesNothing(t *testing.T) {
+	gw := warmGateway(t)
+	repl := caddy.NewReplacer()
+	if err := tryWarm(gw, repl); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := gw.Service(context.Background())
+	var ready []string
+	for _, i := range svc.Snapshot().Instances {
+		if i.State == "ready" {
+			ready = append(ready, i.Addr)
+		}
+	}
+	if v, _ := repl.Get(upstreamPlaceholder); len(ready) != 1 || v != ready[0] {
+		t.Fatalf("upstream %v, want the ready instance's address (ready: %v)", v, ready)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := tryWarm(gw, repl); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("the warm path allocates %v times, want 0", n)
+	}
+}
+
+func BenchmarkWarmPath(b *testing.B) {
+	gw := warmGateway(b)
+	repl := caddy.NewReplacer()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tryWarm(gw, repl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// proxyEnv is serve's request path in process: a service on the fake
+// runtime, whose instances answer with their own address (or wait for
+// hold on /hold), and the reverse proxy proxy hands requests to.
+type proxyEnv struct {
+	t    *testing.T
+	f    *scalertest.Fake
+	svc  *scaler.Service
+	gw   *controller.Gateway
+	rp   *reverseproxy.Handler
+	hold chan struct{}
+}
+
+func newProxyEnv(t *testing.T) *proxyEnv {
+	e := &proxyEnv{t: t, f: scalertest.NewFake(t), hold: make(chan struct{})}
+	e.f.SetAutoReady(true)
+	e.f.SetHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-e.hold
+		}
+		io.WriteString(w, r.Context().Value(http.LocalAddrContextKey).(net.Addr).String())
+	}))
+	c := testController(t, e.f, nil, controller.Declared{Name: "hello", Spec: controller.ServiceSpec{Image: "localhost/hello:latest",
+		Concurrency: 1, MaxInstances: 2, PauseAfter: -1, IdleTimeout: controller.Duration(time.Hour),
+		StableWindow: controller.Duration(time.Hour), QueueTimeout: controller.Duration(5 * time.Second)}})
+	e.gw = c.Route("hello")
+	e.svc = c.Scaler().Service("hello")
+	// The reverse proxy provisions in a running config (it loads the
+	// events app): an empty one, in process, with no admin endpoint.
+	persist := false
+	if err := caddy.Run(&caddy.Config{Admin: &caddy.AdminConfig{Disabled: true, Config: &caddy.ConfigSettings{Persist: &persist}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+	e.rp = newProxy(0)
+	if err := e.rp.Provision(caddy.ActiveContext()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.rp.Cleanup() })
+	return e
+}
+
+// get sends a request down proxy as Caddy's server would.
+func (e *proxyEnv) get(path string) (*httptest.ResponseRecorder, error) {
+	rec := httptest.NewRecorder()
+	r := caddyhttp.PrepareRequest(httptest.NewRequest("GET", path, nil), caddy.NewReplacer(), rec, &caddyhttp.Server{})
+	sw := &statusWriter{}
+	sw.ResponseWriter = rec
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	return rec, proxy(sw, r, e.gw, e.rp, next)
+}
+
+func (e *proxyEnv) ready() []string {
+	var addrs []string
+	for _, i := range e.svc.Snapshot().Instances {
+		if i.State == "ready" {
+			addrs = append(addrs, i.Addr)
+		}
+	}
+	return addrs
+}
+
+// An instance that refuses the connection (its app died, Podman's event
+// not yet in) costs the request nothing: the scaler hands it to another
+// instance, started for it, and the refusing one takes no more requests.
+// A second refusal is the answer (502), and that instance stays in service,
+// as the handler had it before Service.Try.
+func TestProxyRetriesRefusedConnectionOnce(t *testing.T) {
+	e := newProxyEnv(t)
+	rec, err := e.get("/")
+	if err != nil || rec.Code != 200 || rec.Header().Get("Podcell-Cold-Start") == "" {
+		t.Fatalf("first request: %d %v, Podcell-Cold-Start %q; want 200 after a cold start", rec.Code, err, rec.Header().Get("Podcell-Cold-Start"))
+	}
+	first := rec.Body.String()
+	if rec, err = e.get("/"); err != nil || rec.Body.String() != first || rec.Header().Get("Podcell-Cold-Start") != "" {
+		t.Fatalf("warm request: %d %q %v; want an answer from %s without a cold start", rec.Code, rec.Body, err, first)
+	}
+	ids := e.f.StartedIDs()
+	e.f.Refuse(ids[0])
+	rec, err = e.get("/")
+	if err != nil || rec.Code != 200 || rec.Body.String() == first || rec.Header().Get("Podcell-Cold-Start") == "" {
+		t.Fatalf("request to a refusing instance: %d %q %v; want 200 from a new instance started for it", rec.Code, rec.Body, err)
+	}
+	if r := e.ready(); len(r) != 1 || r[0] == first {
+		t.Fatalf("ready instances %v; want only the new one, not %s", r, first)
+	}
+
+	// Two ready instances, both refusing.
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := e.get("/hold"); done <- err }()
+	}
+	scalertest.Eventually(t, 5*time.Second, "two instances busy", func() bool {
+		s := e.svc.Snapshot()
+		return s.Inflight == 2 && s.Count("ready") == 2
+	})
+	close(e.hold)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready := e.ready()
+	for _, addr := range ready {
+		for _, id := range e.f.StartedIDs() {
+			if e.f.Addr(id) == addr {
+				e.f.Refuse(id)
+			}
+		}
+	}
+	rec, err = e.get("/")
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadGateway || rec.Body.Len() != 0 {
+		t.Fatalf("refused twice: %v, body %q; want the proxy's 502 and nothing written", err, rec.Body)
+	}
+	if r := e.ready(); len(r) != 1 {
+		t.Fatalf("ready instances %v after two refusals, want one: the first out of service, the second kept", r)
+	}
+	if s := e.svc.Snapshot(); s.Inflight != 0 {
+		t.Fatalf("%d requests in flight after they all ended", s.Inflight)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,25 +17,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podcell/podcell/caddymodule/internal/fakert"
+	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/scaler/scalertest"
 )
 
 // newTest is a started controller on a fake runtime and a fresh data dir,
 // with config declaring the config's services.
-func newTest(t *testing.T, b Builder, config ...Declared) (*Controller, *fakert.Runtime) {
+func newTest(t *testing.T, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
 	t.Helper()
 	return openTest(t, t.TempDir(), b, config...)
 }
 
-func openTest(t *testing.T, dir string, b Builder, config ...Declared) (*Controller, *fakert.Runtime) {
+func openTest(t *testing.T, dir string, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
 	t.Helper()
 	key, err := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := fakert.New()
+	rt := scalertest.NewFake(t)
+	rt.SetAutoReady(true)
+	rt.SetHTTP(echo)
 	c, err := New(Options{DataDir: dir, Key: key, Runtime: rt, Scaler: scaler.Options{Owner: "ctltest"}})
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +58,18 @@ func image(name, img string, env map[string]string) Declared {
 	return Declared{Name: name, Spec: ServiceSpec{Image: img, Env: env}}
 }
 
-// running is the scaler's config of a service (fatal if it does not run).
-func running(t *testing.T, c *Controller, name string) scaler.ServiceConfig {
+// echo is the app of the fake runtime's instances: it answers with the
+// request it got.
+var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "uri": r.RequestURI, "header": r.Header})
+})
+
+// running is the number of containers started.
+func running(f *scalertest.Fake) int { return len(f.StartedIDs()) }
+
+// config is the scaler's config of a service (fatal if it does not run).
+func config(t *testing.T, c *Controller, name string) scaler.ServiceConfig {
 	t.Helper()
 	svc := c.Scaler().Service(name)
 	if svc == nil {
@@ -98,7 +112,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // the image into what the scaler runs; the config's env wins.
 func TestReconcileJoinsDeclarationAndStore(t *testing.T) {
 	c, _ := newTest(t, nil, image("web", "localhost/web:1", map[string]string{"MODE": "config"}))
-	cfg := running(t, c, "web")
+	cfg := config(t, c, "web")
 	secret, _ := c.Store().CronSecret("web")
 	if cfg.Image != "localhost/web:1" || cfg.Env["MODE"] != "config" || cfg.Env[CronSecretEnv] != secret || len(secret) != 64 {
 		t.Fatalf("runs %s with env %v", cfg.Image, cfg.Env)
@@ -107,7 +121,7 @@ func TestReconcileJoinsDeclarationAndStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "web"); cfg.Env["TOKEN"] != "t1" || cfg.Env["MODE"] != "config" {
+	if cfg := config(t, c, "web"); cfg.Env["TOKEN"] != "t1" || cfg.Env["MODE"] != "config" {
 		t.Errorf("after SetEnv the service runs env %v", cfg.Env)
 	}
 	revs, _ := c.Revisions("web")
@@ -131,7 +145,7 @@ func TestReconcileJoinsDeclarationAndStore(t *testing.T) {
 	if err != nil || len(env.Env) != 2 || env.Env[0].Value != "" || env.Env[0].Source != "config" || env.Env[1].Source != "api" {
 		t.Errorf("env list %+v, %v: want MODE (config) and TOKEN (api), no values", env, err)
 	}
-	if cfg := running(t, c, "web"); cfg.Env["TOKEN"] != "t1" || cfg.Env["MODE"] != "config" {
+	if cfg := config(t, c, "web"); cfg.Env["TOKEN"] != "t1" || cfg.Env["MODE"] != "config" {
 		t.Errorf("refused changes changed the env: %v", cfg.Env)
 	}
 }
@@ -148,7 +162,7 @@ func TestPutAndDelete(t *testing.T) {
 	if err != nil || !created || st.Source != "api" || st.Name != "api" {
 		t.Fatalf("put: %+v created=%v %v", st, created, err)
 	}
-	if cfg := running(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["A"] != "1" {
+	if cfg := config(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["A"] != "1" {
 		t.Errorf("runs %s env %v", cfg.Image, cfg.Env)
 	}
 	if jobs, err := c.CronJobs("api"); err != nil || len(jobs) != 1 || jobs[0].Name != "tick" || jobs[0].Source != "api" || jobs[0].Next == nil {
@@ -214,20 +228,20 @@ func TestRollback(t *testing.T) {
 	if _, _, err := c.Put("api", ServiceSpec{Image: "localhost/api:2"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "api"); cfg.Image != "localhost/api:2" || cfg.Env["V"] != "2" {
+	if cfg := config(t, c, "api"); cfg.Image != "localhost/api:2" || cfg.Env["V"] != "2" {
 		t.Fatalf("before the rollback: %s %v", cfg.Image, cfg.Env)
 	}
 	// The newest revision that differs: image 1, env V=2.
 	if _, err := c.Rollback("api", 0); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["V"] != "2" {
+	if cfg := config(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["V"] != "2" {
 		t.Errorf("rollback: %s %v, want image 1 with V=2", cfg.Image, cfg.Env)
 	}
 	if _, err := c.Rollback("api", 1); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["V"] != "1" {
+	if cfg := config(t, c, "api"); cfg.Image != "localhost/api:1" || cfg.Env["V"] != "1" {
 		t.Errorf("rollback to 1: %s %v, want image 1 with V=1", cfg.Image, cfg.Env)
 	}
 	revs, _ := c.Revisions("api")
@@ -260,10 +274,10 @@ func TestStartAgainIsAReload(t *testing.T) {
 	if err := c.Start(Settings{}, []Declared{image("a", "localhost/a:2", nil)}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "a"); cfg.Image != "localhost/a:2" {
+	if cfg := config(t, c, "a"); cfg.Image != "localhost/a:2" {
 		t.Errorf("a runs %s after the reload", cfg.Image)
 	}
-	running(t, c, "api")
+	config(t, c, "api")
 	eventually(t, "b goes with the config that declared it", func() bool { return c.Scaler().Service("b") == nil })
 	if c.Route("b") != nil {
 		t.Error("b is still routed")
@@ -285,7 +299,7 @@ func TestStoreFromBeforeTheController(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS("testdata/store-v1")); err != nil {
 		t.Fatal(err)
 	}
-	b := new(fakert.Builder)
+	b := new(fakebuild.Builder)
 	b.SetCommit("2222222222222222222222222222222222222222")
 	c, _ := openTest(t, dir, b, image("config-svc", "localhost/cfg:1", nil))
 	for _, name := range []string{"api-svc", "git-svc", "config-svc"} {
@@ -300,7 +314,7 @@ func TestStoreFromBeforeTheController(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	api := running(t, c, "api-svc")
+	api := config(t, c, "api-svc")
 	if api.Image != "localhost/hello:latest" || api.MemoryMB != 256 || api.MaxInstances != 3 || api.PauseAfter != 5*time.Second ||
 		api.Env["GREETING"] != "hello" || api.Env["TOKEN"] != "s3cret" || api.Env[CronSecretEnv] != secrets["api-svc"] {
 		t.Errorf("api-svc runs %+v", api)
@@ -308,7 +322,7 @@ func TestStoreFromBeforeTheController(t *testing.T) {
 	if st, _ := c.Status("api-svc"); st.Source != "api" {
 		t.Errorf("api-svc source %q", st.Source)
 	}
-	if cfg := running(t, c, "config-svc"); cfg.Env["API_ONLY"] != "1" || cfg.Env[CronSecretEnv] != secrets["config-svc"] {
+	if cfg := config(t, c, "config-svc"); cfg.Env["API_ONLY"] != "1" || cfg.Env[CronSecretEnv] != secrets["config-svc"] {
 		t.Errorf("config-svc runs env %v", cfg.Env)
 	}
 	revs, err := c.Revisions("api-svc")
@@ -329,7 +343,7 @@ func TestStoreFromBeforeTheController(t *testing.T) {
 	}
 	// The git service: its stored build is listed, a new build deploys.
 	eventually(t, "git-svc deploys a build", func() bool { return c.Scaler().Service("git-svc") != nil })
-	if cfg := running(t, c, "git-svc"); cfg.Image != "sha256:2222222222222222222222222222222222222222" || cfg.Port != 9000 || cfg.Env[CronSecretEnv] != secrets["git-svc"] {
+	if cfg := config(t, c, "git-svc"); cfg.Image != "sha256:2222222222222222222222222222222222222222" || cfg.Port != 9000 || cfg.Env[CronSecretEnv] != secrets["git-svc"] {
 		t.Errorf("git-svc runs %+v", cfg)
 	}
 	builds, err := c.Builds("git-svc")
@@ -356,7 +370,7 @@ func mustLog(t *testing.T, c *Controller, name string, id int) BuildLog {
 // A git service deploys each build through reconcile; a failed build
 // leaves the running one; a webhook (its own route) deploys a push.
 func TestDeployAndWebhook(t *testing.T) {
-	b := new(fakert.Builder)
+	b := new(fakebuild.Builder)
 	b.SetCommit(strings.Repeat("a", 40))
 	c, _ := newTest(t, b)
 	spec := ServiceSpec{Git: &GitSource{URL: "https://example.com/app.git", Ref: "main", Runtime: "python3.11-debian",
@@ -365,7 +379,7 @@ func TestDeployAndWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the first build deploys", func() bool { return c.Scaler().Service("app") != nil })
-	if cfg := running(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) || cfg.Env["E"] != "1" {
+	if cfg := config(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) || cfg.Env["E"] != "1" {
 		t.Errorf("runs %+v", cfg)
 	}
 	b.SetCommit("")
@@ -377,7 +391,7 @@ func TestDeployAndWebhook(t *testing.T) {
 		builds, _ := c.Builds("app")
 		return builds[len(builds)-1].ID == id && builds[len(builds)-1].Status == "failed"
 	})
-	if cfg := running(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) {
+	if cfg := config(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) {
 		t.Errorf("a failed build changed the image to %s", cfg.Image)
 	}
 
@@ -404,7 +418,7 @@ func TestDeployAndWebhook(t *testing.T) {
 	if _, err := c.Rollback("app", revs[1].Seq); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := running(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) {
+	if cfg := config(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) {
 		t.Errorf("rollback runs %s", cfg.Image)
 	}
 	if _, err := c.Deploy("nosuch"); code(err) != http.StatusNotFound {
@@ -428,7 +442,6 @@ func TestGatewayDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got struct {
-		Env    map[string]string
 		Method string
 		URI    string
 		Header http.Header
@@ -437,12 +450,12 @@ func TestGatewayDo(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("%d %s: %v", resp.StatusCode, b, err)
 	}
-	if resp.StatusCode != 200 || got.Method != "POST" || got.URI != "/tasks/run?x=1" || got.Env["A"] != "1" ||
+	if resp.StatusCode != 200 || got.Method != "POST" || got.URI != "/tasks/run?x=1" ||
 		got.Header.Get("Podcell-Cron") != "tick" || got.Header.Get("X-Forwarded-For") != "127.0.0.1" {
 		t.Errorf("%d %+v", resp.StatusCode, got)
 	}
-	if rt.Running() != 1 {
-		t.Errorf("%d instances run", rt.Running())
+	if running(rt) != 1 {
+		t.Errorf("%d instances run", running(rt))
 	}
 	// A gateway of a service that never runs answers 503 after its queue
 	// timeout, as a client would get it.
@@ -458,7 +471,7 @@ func TestGatewayDo(t *testing.T) {
 func TestNotStarted(t *testing.T) {
 	dir := t.TempDir()
 	key, _ := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
-	c, err := New(Options{DataDir: dir, Key: key, Runtime: fakert.New(), Scaler: scaler.Options{Owner: "ctltest"}})
+	c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +493,7 @@ func TestNewerRecordFormatRefused(t *testing.T) {
 	}
 	st.Put("service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}})
 	st.Close()
-	_, err = New(Options{DataDir: dir, Key: key, Runtime: fakert.New(), Scaler: scaler.Options{Owner: "ctltest"}})
+	_, err = New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("a newer record: %v", err)
 	}
@@ -498,8 +511,8 @@ func TestRunJobThroughTheGateway(t *testing.T) {
 		runs, _ := c.CronRuns("web", "sync")
 		return len(runs) > 0 && runs[0].Status == "succeeded" && runs[0].StatusCode == 200
 	})
-	if rt.Running() != 1 {
-		t.Errorf("%d instances run for the job", rt.Running())
+	if running(rt) != 1 {
+		t.Errorf("%d instances run for the job", running(rt))
 	}
 	wantCode(t, "run a job nobody declared", c.RunJob("web", "nosuch"), http.StatusNotFound, `"nosuch"`)
 }
@@ -523,5 +536,20 @@ func TestGatewayTryWarmPathAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("the warm path allocates %v times per request", allocs)
+	}
+}
+
+// The gateway boxes an address once, and a full cache starts again.
+func TestUpstreamValues(t *testing.T) {
+	var u upstreamValues
+	a := u.value("127.0.0.1:1")
+	if a != "127.0.0.1:1" || u.value("127.0.0.1:1") != a {
+		t.Fatalf("value = %v, want the address", a)
+	}
+	for i := range maxUpstreamValues + 1 {
+		u.value(fmt.Sprintf("127.0.0.1:%d", 2+i))
+	}
+	if n := len(*u.m.Load()); n > maxUpstreamValues {
+		t.Errorf("%d addresses kept, want at most %d", n, maxUpstreamValues)
 	}
 }

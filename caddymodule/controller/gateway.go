@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -23,13 +24,14 @@ import (
 // and config reloads: the controller points it at the scaler's service
 // each time the service is applied.
 type Gateway struct {
-	name     string
-	webhook  atomic.Pointer[string] // the webhook path of a git service
-	svc      atomic.Pointer[scaler.Service]
-	ready    chan struct{} // closed once svc is set
-	once     sync.Once
-	wait     atomic.Int64 // the queue timeout, for the wait for a first revision
-	requests *observe.Requests
+	name      string
+	webhook   atomic.Pointer[string] // the webhook path of a git service
+	svc       atomic.Pointer[scaler.Service]
+	ready     chan struct{} // closed once svc is set
+	once      sync.Once
+	wait      atomic.Int64 // the queue timeout, for the wait for a first revision
+	requests  *observe.Requests
+	upstreams upstreamValues
 	// client sends Do's requests; its transport keeps connections to the
 	// instances as reverse_proxy does.
 	client *http.Client
@@ -101,53 +103,54 @@ type Attempt struct {
 	Waited   time.Duration // how long it queued
 }
 
-// refusedError marks an attempt refused before anything reached the app.
-type refusedError struct{ err error }
-
-func (e refusedError) Error() string { return e.err.Error() }
-func (e refusedError) Unwrap() error { return e.err }
-
-// Refused marks err, an attempt's, as a connection the instance refused
-// before anything was sent or answered: the instance has just exited (its
-// event is on the way) or is going, so another instance may take the
-// request, once.
-func Refused(err error) error { return refusedError{err} }
-
-// Try runs fn on an instance of the service, holding it for fn's length.
-// When fn returns an error marked Refused, the instance is reported and
-// fn runs once more on another; a second refusal is returned as it is.
+// Try runs fn on an instance of the service (scaler.Service.TryWait),
+// holding it for fn's length. fn reports a connection the instance
+// refused, before anything reached the app, by returning an error that
+// wraps scaler.ErrRefused: fn then runs once more on another instance.
 func (g *Gateway) Try(ctx context.Context, fn func(Attempt) error) error {
 	svc, err := g.Service(ctx)
 	if err != nil {
 		return err
 	}
-	for attempt := 1; ; attempt++ {
-		lease, err := svc.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		err = g.attempt(lease, fn)
-		refused, ok := err.(refusedError) // not errors.As: the request path allocates nothing
-		if !ok {
-			return err
-		}
-		if attempt > 1 || ctx.Err() != nil {
-			return refused.err
-		}
-	}
+	return svc.TryWait(ctx, func(addr string, w scaler.Wait) error {
+		return fn(Attempt{Addr: addr, Upstream: g.upstreams.value(addr), Woke: w.Wake != scaler.WakeNone, Waited: w.Waited})
+	})
 }
 
-// attempt runs fn on lease, releasing it (or reporting the refusal) when
-// fn returns, panics included.
-func (g *Gateway) attempt(lease scaler.Lease, fn func(Attempt) error) (err error) {
-	defer func() {
-		if _, ok := err.(refusedError); ok {
-			lease.Refused()
-		} else {
-			lease.Release()
+// upstreamValues holds each instance address boxed in an interface value,
+// as Caddy's replacer takes it: boxing a string allocates, and the warm
+// path allocates nothing. Copy on write: a request only loads the map; a
+// new address (a new instance) copies it. Instances come and go on new
+// ports, so a full map starts again empty and refills with the addresses
+// in use.
+type upstreamValues struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]any]
+}
+
+const maxUpstreamValues = 1024
+
+func (u *upstreamValues) value(addr string) any {
+	if m := u.m.Load(); m != nil {
+		if v, ok := (*m)[addr]; ok {
+			return v
 		}
-	}()
-	return fn(Attempt{Addr: lease.Addr, Upstream: lease.Upstream, Woke: lease.Wake != scaler.WakeNone, Waited: lease.Waited})
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := map[string]any{}
+	if old := u.m.Load(); old != nil {
+		if v, ok := (*old)[addr]; ok {
+			return v // another request added it meanwhile
+		}
+		if len(*old) < maxUpstreamValues {
+			m = maps.Clone(*old)
+		}
+	}
+	v := any(addr)
+	m[addr] = v
+	u.m.Store(&m)
+	return v
 }
 
 // Count records one answer of the service.
@@ -213,8 +216,8 @@ func (g *Gateway) Do(ctx context.Context, req *http.Request) (*http.Response, er
 		out.Header.Set("X-Forwarded-Host", g.name)
 		r, err := g.client.Do(out)
 		if err != nil {
-			if isRefused(err) && ctx.Err() == nil {
-				return Refused(err)
+			if isRefused(err) {
+				return fmt.Errorf("%w: %w", scaler.ErrRefused, err)
 			}
 			return err
 		}
