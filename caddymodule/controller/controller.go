@@ -65,12 +65,12 @@ type Builder interface {
 // reconcileLocked. One Controller lives as long as its data dir is in use,
 // across config reloads (the Caddy app keeps it in a usage pool).
 type Controller struct {
-	log   *zap.Logger
-	st    *store.Store
-	sc    *scaler.Scaler
-	hub   *observe.Hub
-	cron  *cron.Scheduler
-	podmn scaler.Runtime
+	log  *zap.Logger
+	st   *store.Store
+	sc   *scaler.Scaler
+	hub  *observe.Hub
+	cron *cron.Scheduler
+	rt   scaler.Runtime
 
 	// mu orders every change to the desired state and to what runs: a
 	// config's Start, the admin API's mutations, a build's deploy. The
@@ -109,7 +109,7 @@ func New(opts Options) (*Controller, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	c := &Controller{log: log, podmn: opts.Runtime, services: map[string]*service{}, gateways: map[string]*Gateway{},
+	c := &Controller{log: log, rt: opts.Runtime, services: map[string]*service{}, gateways: map[string]*Gateway{},
 		closing: make(chan struct{})}
 	c.routes.Store(&map[string]*Gateway{})
 	var err error
@@ -179,7 +179,7 @@ func (c *Controller) Hub() *observe.Hub { return c.hub }
 func (c *Controller) Store() *store.Store { return c.st }
 
 // Runtime is the container runtime the scaler uses.
-func (c *Controller) Runtime() scaler.Runtime { return c.podmn }
+func (c *Controller) Runtime() scaler.Runtime { return c.rt }
 
 // BuildLimits are the running config's build limits, defaults filled in.
 func (c *Controller) BuildLimits() builder.Limits {

@@ -155,7 +155,7 @@ func ptr(s string) *string { return &s }
 // A service the API declares is stored and runs; the config's services
 // are out of its reach; a delete removes it and what the store held.
 func TestPutAndDelete(t *testing.T) {
-	c, rt := newTest(t, nil, image("cfg", "localhost/cfg:1", nil))
+	c, _ := newTest(t, nil, image("cfg", "localhost/cfg:1", nil))
 	spec := ServiceSpec{Image: "localhost/api:1", Env: map[string]string{"A": "1"},
 		Cron: []CronJob{{Name: "tick", Schedule: "@hourly", Path: "/tick"}}}
 	st, created, err := c.Put("api", spec)
@@ -212,7 +212,6 @@ func TestPutAndDelete(t *testing.T) {
 		t.Errorf("the store still has %d revisions of the deleted service", len(revs))
 	}
 	eventually(t, "the deleted service's instances go", func() bool { return c.Scaler().Service("api") == nil })
-	_ = rt
 }
 
 // Rollback runs an earlier revision's image and API env again; a config
