@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/podcell/podcell/caddymodule/controller"
 	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
@@ -232,5 +235,28 @@ func TestWebhookIsNotServiceTraffic(t *testing.T) {
 		if strings.HasPrefix(l, "podcell_requests_total") && strings.Contains(l, `service="app"`) && !strings.HasSuffix(l, " 0") {
 			t.Errorf("a webhook request was counted: %s", l)
 		}
+	}
+}
+
+// Host mode finds a declared service by the first label of the host and
+// answers 404 for any other host, in process.
+func TestHostModeRoutes(t *testing.T) {
+	_, c := testAdmin(t, controller.Declared{Name: "cfg", Spec: controller.ServiceSpec{Image: "localhost/cfg:1"}})
+	h := &Handler{ctrl: c, Hosts: []string{"*.apps.localhost"}, suffixes: []string{".apps.localhost"}}
+	for host, want := range map[string]string{
+		"nosuch.apps.localhost": `no service "nosuch"`,
+		"cfg.other.localhost":   "is not <service>.<domain>",
+		"a.cfg.apps.localhost":  "is not <service>.<domain>",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		err := h.ServeHTTP(httptest.NewRecorder(), r, nil)
+		var he caddyhttp.HandlerError
+		if !errors.As(err, &he) || he.StatusCode != 404 || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want 404 naming %q", host, err, want)
+		}
+	}
+	if got := h.serviceForHost("CFG.Apps.LocalHost:8080"); got != "cfg" || c.Route(got) == nil {
+		t.Errorf("serviceForHost = %q (routed: %v)", got, c.Route(got) != nil)
 	}
 }
