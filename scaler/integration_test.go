@@ -634,3 +634,40 @@ func TestRolloverOnNewRevision(t *testing.T) {
 		return e.running() == 1
 	})
 }
+
+// TestStartHintLoopback: an app that listens on 127.0.0.1 only starts and
+// never answers the gateway. podcell says so while the start still waits
+// (InstanceSlow, from what the instance's namespace listens on), and the
+// failed start's reason carries the hint.
+func TestStartHintLoopback(t *testing.T) {
+	e := newEnv(t)
+	rec := &recorder{}
+	s := e.scaler(scaler.Options{Observer: rec})
+	defer closeScaler(t, s)
+	cfg := e.config("loopback")
+	cfg.Env = map[string]string{"HELLO_LISTEN_HOST": "127.0.0.1"}
+	cfg.StartTimeout = 8 * time.Second
+	cfg.QueueTimeout = 20 * time.Second
+	svc, err := s.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Try(context.Background(), func(string) error { return nil })
+	var se *scaler.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want a StartError", err)
+	}
+	const hint = "the app listens on 127.0.0.1:8080 only, which the gateway cannot reach: the app must listen on 0.0.0.0 or :: at $PORT (8080)"
+	if !strings.Contains(se.Reason, hint) {
+		t.Errorf("start failure reason %q lacks the hint", se.Reason)
+	}
+	rec.mu.Lock()
+	calls := strings.Join(rec.calls, "\n")
+	rec.mu.Unlock()
+	// The hint came before the start gave up: it is in the calls before
+	// the failure.
+	slow, failed := strings.Index(calls, "slow loopback"), strings.Index(calls, "start failed loopback")
+	if slow < 0 || failed < 0 || slow > failed || !strings.Contains(calls, hint) {
+		t.Errorf("observer calls, want the hint before the failure:\n%s", calls)
+	}
+}

@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -11,6 +12,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // An app that listens on 127.0.0.1 (Fastify's and many dev servers'
@@ -104,4 +109,57 @@ func parseListeners(r io.Reader) []listener {
 		out = append(out, listener{ip: net.IP(raw), port: int(p)})
 	}
 	return out
+}
+
+// slowStartAfter is how long a start goes without an answer before podcell
+// looks at what the instance listens on; slowStartEvery how often it looks
+// again until it has something to say.
+const (
+	slowStartAfter = time.Second
+	slowStartEvery = 2 * time.Second
+)
+
+// startHint is what watchSlowStart found, for the start's failure reason.
+type startHint struct {
+	mu   sync.Mutex
+	text string
+}
+
+func (h *startHint) get() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.text
+}
+
+// watchSlowStart looks, while the start of container id (process pid) waits
+// for its app, at what its network namespace listens on; the first hint it
+// finds goes to the log and the observer (InstanceSlow) at once, within
+// seconds of the app binding the wrong address, not after start_timeout.
+// It ends with ctx, which the caller cancels when the wait ends.
+func (s *Scaler) watchSlowStart(ctx context.Context, cfg ServiceConfig, id string, pid int) *startHint {
+	h := &startHint{}
+	if pid <= 0 {
+		return h
+	}
+	go func() {
+		t := time.NewTimer(slowStartAfter)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if text := listenHint("/proc", pid, cfg.Port); text != "" {
+				h.mu.Lock()
+				h.text = text
+				h.mu.Unlock()
+				s.log.Warn("instance does not answer yet", zap.String("service", cfg.Name), zap.String("container", id), zap.String("hint", text))
+				s.obs.InstanceSlow(cfg.Name, id, text)
+				return
+			}
+			t.Reset(slowStartEvery)
+		}
+	}()
+	return h
 }

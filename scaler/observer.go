@@ -11,6 +11,14 @@ type Observer interface {
 	// InstanceStarted: a container started and its app answers. took runs
 	// from the start call (or the create, without a standby) to ready.
 	InstanceStarted(service, id string, took time.Duration)
+	// InstanceStarting: container id was started and its app is being
+	// waited for (its output is worth following from now: a failed start's
+	// is the most useful there is).
+	InstanceStarting(service, id string)
+	// InstanceSlow: a starting instance's app has not answered yet, and
+	// hint says why as far as podcell can tell (it listens on 127.0.0.1
+	// only, or on another port than $PORT). At most once per start.
+	InstanceSlow(service, id, hint string)
 	// InstanceStartFailed: a start gave up; id is "" if no container was
 	// made. A streak of failed standby creates (a missing image) reports
 	// once, at its first failure; the retries back off quietly.
@@ -68,6 +76,8 @@ func InstanceStates() []string {
 type nopObserver struct{}
 
 func (nopObserver) InstanceStarted(string, string, time.Duration)    {}
+func (nopObserver) InstanceStarting(string, string)                  {}
+func (nopObserver) InstanceSlow(string, string, string)              {}
 func (nopObserver) InstanceStartFailed(string, string, *StartError)  {}
 func (nopObserver) InstanceResumed(string, string, time.Duration)    {}
 func (nopObserver) InstancePaused(string, string)                    {}

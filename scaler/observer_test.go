@@ -38,6 +38,14 @@ func (r *recorder) InstanceStarted(service, id string, took time.Duration) {
 	r.mu.Unlock()
 }
 
+// InstanceStarting is not recorded: the call sequences the tests compare
+// are those of instances that came up or went.
+func (r *recorder) InstanceStarting(service, id string) {}
+
+func (r *recorder) InstanceSlow(service, id, hint string) {
+	r.add("slow %s %s: %s", service, id, hint)
+}
+
 func (r *recorder) InstanceStartFailed(service, id string, err *scaler.StartError) {
 	r.add("start failed %s %s", service, id)
 	r.mu.Lock()

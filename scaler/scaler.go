@@ -459,11 +459,16 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 	if info.Addr == "" {
 		return fail("the container has no reachable address", nil)
 	}
+	s.obs.InstanceStarting(cfg.Name, id)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	hint := s.watchSlowStart(wctx, cfg, id, info.Pid)
 	p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || s.host.Rootless}
-	switch err := p.wait(ctx, inst.died, func(ctx context.Context) bool {
+	err = p.wait(ctx, inst.died, func(ctx context.Context) bool {
 		info, err := s.rt.Inspect(ctx, id)
 		return err == nil && info.State == StateRunning
-	}); {
+	})
+	switch {
 	case err == nil:
 		// The tier's CPU before the first request: an instance that kept
 		// the boost would get more than its memory pays for. Written even
@@ -482,7 +487,11 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 	case errors.Is(err, errExited):
 		return fail("the app exited while starting", nil)
 	case errors.Is(err, context.DeadlineExceeded):
-		return fail(fmt.Sprintf("the app did not answer on port %d within start_timeout %s", cfg.Port, cfg.StartTimeout), nil)
+		reason := fmt.Sprintf("the app did not answer on port %d within start_timeout %s", cfg.Port, cfg.StartTimeout)
+		if h := hint.get(); h != "" {
+			reason += ": " + h
+		}
+		return fail(reason, nil)
 	default:
 		return fail("the app did not become ready", err)
 	}

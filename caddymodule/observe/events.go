@@ -24,6 +24,7 @@ const (
 	KindCrash        = "crash"         // a serving instance exited
 	KindOOMKill      = "oom_kill"      // a serving instance was killed for memory
 	KindStartFailure = "start_failure" // an instance could not start
+	KindStartHint    = "start_hint"    // a starting instance does not answer yet, and why it seems
 )
 
 // Events keeps each service's last error events.

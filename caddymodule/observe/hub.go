@@ -103,6 +103,21 @@ func (h *Hub) InstanceStarted(service, id string, took time.Duration) {
 	}
 }
 
+// InstanceStarting follows the instance's output from its start, so that
+// the output of an app that never becomes ready is in the service's logs.
+func (h *Hub) InstanceStarting(service, id string) {
+	if h.collector != nil {
+		h.collector.Follow(service, id)
+	}
+}
+
+// InstanceSlow makes the hint an event and a line of the service's logs,
+// beside the app's own output.
+func (h *Hub) InstanceSlow(service, id, hint string) {
+	h.Events.Add(Event{Service: service, Kind: KindStartHint, Instance: shortID(id), Message: hint})
+	h.Logs.Add(Line{Time: time.Now(), Service: service, Instance: shortID(id), Stream: "podcell", Text: hint})
+}
+
 func (h *Hub) InstanceStartFailed(service, id string, err *scaler.StartError) {
 	h.Metrics.InstanceStartFailed(service, id, err)
 	ev := Event{Service: service, Kind: KindStartFailure, Instance: shortID(id), Message: err.Reason, Logs: err.Logs}

@@ -11,7 +11,7 @@ type Line struct {
 	Time     time.Time `json:"time"`
 	Service  string    `json:"service"`
 	Instance string    `json:"instance"` // short container id
-	Stream   string    `json:"stream"`   // "stdout" or "stderr"
+	Stream   string    `json:"stream"`   // "stdout" or "stderr"; "podcell" for podcell's own hints
 	Text     string    `json:"text"`
 	// Dropped counts the lines a follower missed just before this one
 	// because it read too slowly.

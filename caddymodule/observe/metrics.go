@@ -252,4 +252,9 @@ func labelValue(v string) string {
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
+// InstanceStarting and InstanceSlow count nothing: a start is counted when
+// it ends (InstanceStarted, InstanceStartFailed).
+func (m *Metrics) InstanceStarting(service, id string)   {}
+func (m *Metrics) InstanceSlow(service, id, hint string) {}
+
 var _ scaler.Observer = (*Metrics)(nil)

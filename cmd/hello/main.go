@@ -163,7 +163,9 @@ func main() {
 		}()
 	})
 
-	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	// HELLO_LISTEN_HOST (e.g. 127.0.0.1) binds one address only, as apps
+	// with a loopback default do: the gateway cannot reach those.
+	srv := &http.Server{Addr: os.Getenv("HELLO_LISTEN_HOST") + ":" + port, Handler: mux}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
