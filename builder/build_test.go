@@ -73,6 +73,9 @@ func (e *buildEnv) tag(name string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		images.Remove(e.rt.BindingsContext(ctx), []string{tag}, new(images.RemoveOptions).WithForce(true))
+		if e.b.user != nil { // the build user's copy, the layer cache
+			e.b.user.removeImage(ctx, tag)
+		}
 	})
 	return tag
 }

@@ -100,8 +100,12 @@ func TestBuildSandboxLimits(t *testing.T) {
 	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + nonce + "\n" +
 		"grep -E '^(CapEff|CapBnd|CapPrm)' /proc/self/status\n" +
 		"echo UIDMAP $(cat /proc/self/uid_map)\n" +
-		"echo MEM $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) SWAP $(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes)\n" +
-		"echo QUOTA $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) PERIOD $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)\n" +
+		// A rootless step sees the host's cgroup tree: its own cgroups are
+		// at the paths /proc/self/cgroup names.
+		"mem=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)\n" +
+		"cpu=/sys/fs/cgroup/cpu$(sed -n 's/^[0-9]*:cpu://p' /proc/self/cgroup)\n" +
+		"echo MEM $(cat $mem/memory.limit_in_bytes) SWAP $(cat $mem/memory.memsw.limit_in_bytes)\n" +
+		"echo QUOTA $(cat $cpu/cpu.cfs_quota_us) PERIOD $(cat $cpu/cpu.cfs_period_us)\n" +
 		"echo PIDSCG $(grep :pids: /proc/self/cgroup)"}
 	res, _ := e.build(spec, e.tag("sandbox"))
 	log := strings.Join(res.Log, "\n")
