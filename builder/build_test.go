@@ -145,6 +145,13 @@ func (e *buildEnv) build(spec Spec, tag string) (*Result, *timedLog) {
 		}
 		steps = append(steps, s.Duration.Round(time.Millisecond).String()+c+"  "+s.Purpose)
 	}
+	for _, l := range res.Log {
+		// What moving images between the build user's store and the
+		// rootful one cost (docs/configuration.md, "Build sandbox").
+		if strings.HasPrefix(l, "==> Moved ") || strings.HasPrefix(l, "==> Copied ") {
+			e.t.Logf("%s (%s, %.1f MB)", l, spec.Runtime, float64(res.Size)/1e6)
+		}
+	}
 	e.t.Logf("built %s from %s@%s in %s (clone %s, build %s), %d of %d steps cached, %.1f MB; steps:\n  %s",
 		tag, spec.URL, res.Commit[:8], res.Duration.Round(time.Millisecond), res.CloneDuration.Round(time.Millisecond),
 		res.BuildDuration.Round(time.Millisecond), res.CacheHits(), len(res.Steps), float64(res.Size)/1e6, strings.Join(steps, "\n  "))

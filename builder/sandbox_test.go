@@ -269,6 +269,14 @@ func TestBuildTimeout(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	waitCgroupsGone(t, cgroupsBefore)
+	if e.b.user != nil {
+		// The killed build's working container is removed from the build
+		// user's store (podman lists buildah's as "Storage").
+		out, err := e.b.user.output(context.Background(), nil, "ps", "--all", "--external", "--format", "{{.ID}} {{.Status}}")
+		if err != nil || strings.Contains(string(out), "Storage") {
+			t.Errorf("working containers left in the build user's store: %s %v", out, err)
+		}
+	}
 }
 
 // TestBuildQueue: with one build slot, a second build waits, says so and

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -37,7 +38,12 @@ func cgroupV2() bool {
 	return syscall.Statfs(cgroupRoot, &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
 }
 
+// staleOnce removes, before the first build, the cgroups of builds an
+// earlier podcell left when it stopped in the middle of them.
+var staleOnce sync.Once
+
 func newUserCgroup(lim Limits) (*userCgroup, error) {
+	staleOnce.Do(func() { removeStaleBuildCgroups(time.Hour) })
 	var r [8]byte
 	rand.Read(r[:])
 	cg := &userCgroup{v2: cgroupV2(), name: "podcell-builds/" + hex.EncodeToString(r[:])}

@@ -265,7 +265,16 @@ func (c *caddyProc) buildLayers(service string, build int) (made, cached []strin
 	return made, cached
 }
 
-func imageExists(ref string) bool { return exec.Command("podman", "image", "exists", ref).Run() == nil }
+// imageExists says whether ref is an image of the rootful store or of the
+// build user's (podcell, the default build_user), where builds run and
+// their layers stay.
+func imageExists(ref string) bool {
+	if exec.Command("podman", "image", "exists", ref).Run() == nil {
+		return true
+	}
+	return exec.Command("runuser", "-u", "podcell", "--", "sh", "-c",
+		`cd ~ && HOME=~ XDG_RUNTIME_DIR=/run/user/$(id -u) exec podman image exists "$0"`, ref).Run() == nil
+}
 
 func noneExists(refs []string) bool {
 	for _, r := range refs {
