@@ -88,6 +88,14 @@ http://:{httpport} {
 	for _, img := range podmanImages(t) {
 		before[img.ID[:11]] = true
 	}
+	// Builds run as the build user: its store has the layers (the cache).
+	out, err := buildUserPodman("images", "--all", "--quiet", "--no-trunc").Output()
+	if err != nil {
+		t.Fatalf("podman images as the build user: %v", err)
+	}
+	for _, id := range strings.Fields(string(out)) {
+		before[strings.TrimPrefix(id, "sha256:")[:11]] = true
+	}
 	get := func() reply {
 		req, _ := http.NewRequest("GET", "http://"+c.http+"/", nil)
 		req.Host = svc + ".apps.localhost"
@@ -272,8 +280,13 @@ func imageExists(ref string) bool {
 	if exec.Command("podman", "image", "exists", ref).Run() == nil {
 		return true
 	}
-	return exec.Command("runuser", "-u", "podcell", "--", "sh", "-c",
-		`cd ~ && HOME=~ XDG_RUNTIME_DIR=/run/user/$(id -u) exec podman image exists "$0"`, ref).Run() == nil
+	return buildUserPodman("image", "exists", ref).Run() == nil
+}
+
+// buildUserPodman is podman with args as the build user, podcell.
+func buildUserPodman(args ...string) *exec.Cmd {
+	return exec.Command("runuser", append([]string{"-u", "podcell", "--", "sh", "-c",
+		`cd ~ && HOME=~ XDG_RUNTIME_DIR=/run/user/$(id -u) exec podman "$@"`, "podman"}, args...)...)
 }
 
 func noneExists(refs []string) bool {
