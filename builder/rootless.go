@@ -510,9 +510,9 @@ func (b *Builder) removeBuildContainers(ctx context.Context, log *logSink) {
 	if len(ids) == 0 {
 		return
 	}
-	// Not with --ignore: podman 4.3 then skips containers that are only
-	// in storage.
-	if _, err := b.user.output(ctx, nil, append([]string{"rm"}, ids...)...); err != nil {
+	// --force: a killed build's container stays mounted. Not --ignore:
+	// podman 4.3 then skips containers that are only in storage.
+	if _, err := b.user.output(ctx, nil, append([]string{"rm", "--force"}, ids...)...); err != nil {
 		log.printf("==> Warning: cannot remove the working containers killed builds left: %v", err)
 		return
 	}
