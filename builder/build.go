@@ -39,13 +39,25 @@ const DefaultPort = 8080
 // build and start it.
 type Spec struct {
 	Source
-	Runtime string // one of Runtimes()
-	// Build is shell run (with sh -e) in /app after the source is copied;
-	// it may span lines. Empty: install the detected dependencies (and run
-	// package.json's build script). Leading install commands (pip install -r
-	// requirements.txt, npm ci, ...) run before the source is copied, so
-	// their layer stays cached while the manifests do not change.
+	// Runtime is one of Runtimes(); empty: detected from the app's files
+	// (see detectRuntime).
+	Runtime string
+	// Install replaces the detected dependency install (npm ci, pip install
+	// -r requirements.txt, ...): shell run with sh -e in /app. Empty: the
+	// detected one.
+	Install string
+	// Build is shell run (with sh -e) in /app after the dependencies are
+	// installed and the source is copied; it may span lines. Empty: run
+	// package.json's build script if it has one. Leading install commands
+	// (pip install -r requirements.txt, npm ci, ...) replace the detected
+	// install and run before the source is copied, so their layer stays
+	// cached while the manifests do not change.
 	Build string
+	// BuildEnv are environment variables of the install and build steps
+	// only (NODE_OPTIONS, NPM_CONFIG_*, ...): build arguments, not part of
+	// the running container's environment. They are visible in the image's
+	// history, so they are no place for secrets.
+	BuildEnv map[string]string
 	// Start is the shell command that starts the app. Empty: a Procfile's
 	// web: line, else python3 main.py / app.py, npm start (package.json start
 	// script) or node server.js, as the runtime has them.
@@ -68,7 +80,7 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	}
 	s.Source = src
 	rt, ok := LookupRuntime(s.Runtime)
-	if !ok {
+	if !ok && s.Runtime != "" {
 		return s, rt, unknownRuntime(s.Runtime)
 	}
 	if s.Port == 0 {
@@ -80,7 +92,10 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	if err := s.Limits.Validate(); err != nil {
 		return s, rt, err
 	}
-	for _, f := range []struct{ name, v string }{{"build", s.Build}, {"start", s.Start}} {
+	if err := checkBuildEnv(s.BuildEnv); err != nil {
+		return s, rt, err
+	}
+	for _, f := range []struct{ name, v string }{{"install", s.Install}, {"build", s.Build}, {"start", s.Start}} {
 		if len(f.v) > 64<<10 {
 			return s, rt, &InputError{Field: f.name, Reason: "is too long (more than 64 KiB)"}
 		}
@@ -127,6 +142,13 @@ type Options struct {
 	// negative: no limit). Over a limit the clone stops with an *InputError.
 	MaxRepoBytes int64
 	MaxRepoFiles int
+	// BuildCA is a PEM file, or a directory of *.crt/*.pem files, of extra
+	// CAs the install and build steps trust on top of the base image's
+	// (for a proxy that inspects TLS). Bound into those steps, not copied
+	// into the image.
+	BuildCA string
+	// BuildProxy is the HTTP proxy of the install and build steps.
+	BuildProxy Proxy
 	// BuildUser is the unprivileged host user builds run as (default
 	// DefaultBuildUser, "podcell"): rootless Podman as that user runs each
 	// build in a user namespace, where the steps' root is that user, never
@@ -140,6 +162,7 @@ type Options struct {
 type Builder struct {
 	rt     *scaler.Podman
 	opts   Options
+	ca     []byte // Options.BuildCA's certificates, or nil
 	clones chan struct{}
 	queue  *buildQueue
 	cg     cgroupSupport
@@ -197,6 +220,16 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.MaxRepoFiles == 0 {
 		opts.MaxRepoFiles = DefaultMaxRepoFiles
 	}
+	var ca []byte
+	if opts.BuildCA != "" {
+		var err error
+		if ca, err = loadCA(opts.BuildCA); err != nil {
+			return nil, fmt.Errorf("builder: build_ca: %w", err)
+		}
+	}
+	if err := opts.BuildProxy.Validate(); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
 	if opts.BuildUser == "" {
 		opts.BuildUser = DefaultBuildUser
 	}
@@ -207,7 +240,7 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 			return nil, fmt.Errorf("builder: %w", err)
 		}
 	}
-	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds),
+	return &Builder{rt: rt, opts: opts, ca: ca, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds),
 		user: user, bases: map[string]bool{}}, nil
 }
 
@@ -315,8 +348,15 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	if err != nil {
 		return nil, err
 	}
+	rt, detected, err := b.opts.runtimeFor(dir, spec, rt)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range detected {
+		log.printf("==> %s", n)
+	}
 	base, aptNode := b.opts.baseImage(rt)
-	p, err := generate(dir, rt, base, aptNode, spec, b.opts.User)
+	p, err := generate(dir, rt, base, aptNode, spec, buildSettings{user: b.opts.User, ca: b.ca != nil, proxy: b.opts.BuildProxy})
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +385,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	// checkout itself: nothing is written where the repository's links
 	// could redirect it (see buildContext).
 	ctxDir := filepath.Join(tmp, "context")
-	if err := buildContext(dir, spec.RootDir, ctxDir, containerfileName, []byte(p.text)); err != nil {
+	if err := buildContext(dir, spec.RootDir, ctxDir, map[string][]byte{containerfileName: []byte(p.text)}); err != nil {
 		var ie *InputError
 		if errors.As(err, &ie) {
 			return nil, err
@@ -507,6 +547,13 @@ func (b *Builder) buildAsRoot(ctx context.Context, lim Limits, ctxDir, cf, tag s
 		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
 		CPUPeriod:  100000,
 		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	if b.ca != nil {
+		ca := filepath.Join(filepath.Dir(ctxDir), "build-ca.pem")
+		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
+			return imageBuild{err: fmt.Errorf("builder: %w", err)}
+		}
+		common.Secrets = []string{"id=" + caSecretID + ",src=" + ca}
 	}
 	var cg *buildCgroup
 	var err error

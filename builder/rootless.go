@@ -359,7 +359,18 @@ func (b *Builder) buildAsUser(ctx context.Context, lim Limits, tmp, checkout, ct
 	if err := os.WriteFile(ignore, []byte(strings.Join(excludes, "\n")+"\n"), 0o600); err != nil {
 		return fail(err)
 	}
-	for _, p := range []string{out, ignore} {
+	owned := []string{out, ignore}
+	var secrets []string
+	if b.ca != nil {
+		// Mounted into the install and build steps as a secret (BuildCA).
+		ca := filepath.Join(out, "build-ca.pem")
+		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
+			return fail(err)
+		}
+		owned = append(owned, ca)
+		secrets = append(secrets, "--secret", "id="+caSecretID+",src="+ca)
+	}
+	for _, p := range owned {
 		if err := os.Chown(p, int(u.uid), int(u.gid)); err != nil {
 			return fail(err)
 		}
@@ -397,7 +408,7 @@ func (b *Builder) buildAsUser(ctx context.Context, lim Limits, tmp, checkout, ct
 		args = append(args, "--memory", strconv.Itoa(lim.MemoryMB)+"m", "--memory-swap", strconv.Itoa(lim.MemoryMB)+"m",
 			"--cpu-period", "100000", "--cpu-quota", strconv.FormatInt(int64(lim.CPUs*100000), 10))
 	}
-	args = append(args, ctxDir)
+	args = append(append(args, secrets...), ctxDir)
 	// The CLI starts behind a gate: sh waits on fd 3 until podcell has
 	// moved it into the cgroup, then becomes podman. podcell closing the
 	// gate without a word ends it before podman runs.
