@@ -20,7 +20,7 @@ import (
 // re-exec in the user namespace, runc, the RUN steps) inherits it, since
 // rootless Podman makes no cgroup of its own on cgroup v1 (nor may it) and
 // on cgroup v2 without systemd. The limits then hold the whole build, not
-// each step: podman itself (some 50 MB) counts against build_memory.
+// each step: podman itself counts against build_memory.
 //
 // cgroup v1 (this project's hosts): memory (limit and memory+swap), cpu
 // (CFS quota) and pids, each a directory podcell-builds/<id> of its
