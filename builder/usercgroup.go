@@ -38,6 +38,12 @@ func cgroupV2() bool {
 	return syscall.Statfs(cgroupRoot, &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
 }
 
+// podmanPids is what pids.max allows on top of build_pids for podman's own
+// processes and threads, which share the build's cgroup: a two-step build
+// peaked at 29 pids here (pids.peak), podman and runc with their threads.
+// Without it a fork bomb of the steps starves podman of threads.
+const podmanPids = 64
+
 // staleOnce removes, before the first build, the cgroups of builds an
 // earlier podcell left when it stopped in the middle of them.
 var staleOnce sync.Once
@@ -49,7 +55,7 @@ func newUserCgroup(lim Limits) (*userCgroup, error) {
 	cg := &userCgroup{v2: cgroupV2(), name: "podcell-builds/" + hex.EncodeToString(r[:])}
 	mem := strconv.FormatInt(int64(lim.MemoryMB)<<20, 10)
 	quota := strconv.FormatInt(int64(lim.CPUs*100000), 10)
-	pids := strconv.Itoa(lim.Pids)
+	pids := strconv.Itoa(lim.Pids + podmanPids)
 	// Each setting: controller (v1), file, value; an optional one may be
 	// missing (memsw without swap accounting: then there is no swap to
 	// limit either).
