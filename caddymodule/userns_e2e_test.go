@@ -1,6 +1,8 @@
 package caddymodule_test
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,17 +19,20 @@ func TestDeployBuildUserNamespace(t *testing.T) {
 	}
 	repo := newGitRepo(t)
 	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1"})
-	c := startCaddy(t, strings.ReplaceAll(`
+	// A new step each run: a step from the layer cache does not run.
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	c := startCaddy(t, strings.ReplaceAll(strings.ReplaceAll(`
 http://{http} {
 	podcell userns {
 		git REPO main
 		runtime python3.11-debian
-		build "sed 's/^/UIDMAP /' /proc/self/uid_map"
+		build "echo run NONCE; sed 's/^/UIDMAP /' /proc/self/uid_map"
 		start "python3 app.py"
 		pause_after off
 		queue_timeout 2m
 	}
-}`, "REPO", repo.url)+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
+}`, "REPO", repo.url), "NONCE", hex.EncodeToString(nonce[:]))+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
 	if r := c.get("/"); r.code != 200 || r.body != "v1" {
 		t.Fatalf("first request: %d %q", r.code, r.body)
 	}
