@@ -31,12 +31,15 @@ check-go:
 	@test -n "$(GO)" || { echo "make: Go is not installed: install Go 1.26 (https://go.dev/dl/) into /usr/local/go" >&2; exit 1; }
 
 # Installs Podman and runc, writes /etc/containers/containers.conf, starts the
-# Podman API service. Needs root; safe to run again.
+# Podman API service, and makes the podcell user with subordinate ids, the
+# build user (builds run rootless as it, see build_user in
+# docs/configuration.md). Needs root; safe to run again.
 setup:
 	bash scripts/setup-host.sh
+	bash scripts/setup-rootless.sh >/dev/null
 
-# Creates the podcell user and starts a rootless Podman API service as that
-# user, for the rootless tests; prints its URI. Needs root; safe to run again.
+# The same, printing the URI of the rootless Podman API service that
+# scripts/setup-rootless.sh starts as the podcell user (for the rootless tests).
 setup-rootless: setup
 	bash scripts/setup-rootless.sh
 

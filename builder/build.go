@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containers/buildah/define"
@@ -148,6 +149,13 @@ type Options struct {
 	BuildCA string
 	// BuildProxy is the HTTP proxy of the install and build steps.
 	BuildProxy Proxy
+	// BuildUser is the unprivileged host user builds run as (default
+	// DefaultBuildUser, "podcell"): rootless Podman as that user runs each
+	// build in a user namespace, where the steps' root is that user, never
+	// host root. It needs subordinate ids (scripts/setup-rootless.sh makes
+	// the podcell user with them). RootBuildUser ("root") builds through the
+	// rootful API as host root instead: unsafe.
+	BuildUser string
 }
 
 // Builder builds images from git repositories through one Podman API.
@@ -158,6 +166,14 @@ type Builder struct {
 	clones chan struct{}
 	queue  *buildQueue
 	cg     cgroupSupport
+	user   *buildUser // nil: build as root through the API
+
+	baseMu sync.Mutex
+	bases  map[string]bool // base image IDs the build user's store has
+
+	userMu      sync.Mutex
+	userRunning int  // builds as the user running now
+	userDirty   bool // a killed build may have left a working container
 }
 
 // ImageExists says whether Podman still has the image (a name or an ID).
@@ -214,7 +230,18 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if err := opts.BuildProxy.Validate(); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	return &Builder{rt: rt, opts: opts, ca: ca, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds)}, nil
+	if opts.BuildUser == "" {
+		opts.BuildUser = DefaultBuildUser
+	}
+	var user *buildUser
+	if opts.BuildUser != RootBuildUser {
+		var err error
+		if user, err = lookupBuildUser(opts.BuildUser); err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
+		}
+	}
+	return &Builder{rt: rt, opts: opts, ca: ca, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds),
+		user: user, bases: map[string]bool{}}, nil
 }
 
 // Result describes a built image.
@@ -373,88 +400,29 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	steps := &stepTracker{purposes: p.purposes}
 	log.observe = steps.line
 	lim := spec.Limits.or(b.opts.Limits)
-	common := &define.CommonBuildOptions{
-		Memory:     int64(lim.MemoryMB) << 20,
-		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
-		CPUPeriod:  100000,
-		CPUQuota:   int64(lim.CPUs * 100000),
-	}
-	if b.ca != nil {
-		ca := filepath.Join(tmp, "build-ca.pem")
-		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
-			return nil, fmt.Errorf("builder: %w", err)
-		}
-		common.Secrets = []string{"id=" + caSecretID + ",src=" + ca}
-	}
-	var cg *buildCgroup
-	stopping := false // cg.stop removes cg later
-	if ok, why := b.pidsCgroupSupport(ctx); !ok {
-		log.printf("==> Warning: on this host the build pids limit is not enforced and a timed-out step cannot be stopped (%s)", why)
-	} else if cg, err = newBuildCgroup(lim.Pids); err != nil {
-		return nil, fmt.Errorf("builder: %w", err)
+	// Excludes replaces the context's .containerignore/.dockerignore, so
+	// those patterns are read here and ours appended.
+	excludes := append(ignored, ".git", containerfileName)
+	var out imageBuild
+	if b.user != nil {
+		out = b.buildAsUser(ctx, lim, tmp, checkout, ctxDir, cf, base, tag, excludes, log)
 	} else {
-		defer func() {
-			if !stopping {
-				cg.remove()
-			}
-		}()
-		common.CgroupParent = cg.parent()
+		out = b.buildAsRoot(ctx, lim, ctxDir, cf, tag, excludes, log)
 	}
-	log.printf("==> Build limits: memory %s, %g CPU, %d processes, %s; capabilities %s",
-		formatMB(lim.MemoryMB), lim.CPUs, lim.Pids, lim.Timeout, strings.Join(buildCaps, " "))
-	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), lim.Timeout)
-	defer cancel()
-	report, err := images.Build(bctx, []string{cf}, types.BuildOptions{BuildOptions: define.BuildOptions{
-		ContextDirectory: ctxDir,
-		Output:           tag,
-		// Without an explicit format the API service (4.3) finds no layer in
-		// its cache: every step would run again.
-		OutputFormat:            define.OCIv1ImageManifest,
-		Layers:                  true,
-		RemoveIntermediateCtrs:  true,
-		ForceRmIntermediateCtrs: true,
-		PullPolicy:              define.PullIfMissing,
-		// Excludes replaces the context's .containerignore/.dockerignore,
-		// so those patterns are read here and ours appended.
-		Excludes:        append(ignored, ".git", containerfileName),
-		CommonBuildOpts: common,
-		Out:             log,
-		Err:             log,
-		ReportWriter:    log,
-
-		// RUN steps keep only what package managers need.
-		DropCapabilities: []string{"ALL"},
-		AddCapabilities:  buildCaps,
-	}})
-	log.flush()
 	finished := time.Now()
 	steps.finish(finished)
-	pidsHit := cg != nil && cg.hitLimit()
-	if bctx.Err() != nil && cg != nil {
-		stopping = true
-		cg.stop(time.Minute)
-		log.printf("==> Stopped the build's processes")
-	}
-	if err == nil && bctx.Err() != nil {
-		// The bindings end a canceled build without an error.
-		err = bctx.Err()
-	}
-	if err == nil && (report == nil || report.ID == "") {
-		err = errors.New("the build ended without an image ID")
-	}
-	if err != nil {
-		timedOut := errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	if err = out.err; err != nil {
 		switch {
-		case pidsHit && ctx.Err() == nil:
+		case out.pidsHit && ctx.Err() == nil:
 			// A fork bomb that never ends also runs into the timeout.
-			if timedOut {
+			if out.timedOut {
 				err = timeoutLimitError(lim, err)
 			}
 			err = pidsLimitError(lim, err)
-		case timedOut:
+		case out.timedOut:
 			err = timeoutLimitError(lim, err)
 		case ctx.Err() != nil:
-		case killedByOOM(err):
+		case out.oomKilled || killedByOOM(err):
 			err = memoryLimitError(lim, err)
 		}
 		be := &BuildError{Err: err}
@@ -472,7 +440,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		return nil, be
 	}
 	res := &Result{
-		ImageID:       report.ID,
+		ImageID:       out.id,
 		Tag:           tag,
 		Commit:        commit,
 		Runtime:       rt.Name,
@@ -483,11 +451,11 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		BuildDuration: finished.Sub(cloned),
 		Steps:         steps.steps,
 	}
-	if img, err := images.GetImage(bctx, report.ID, nil); err == nil {
+	if img, err := images.GetImage(b.rt.BindingsContext(ctx), out.id, nil); err == nil {
 		res.Size = img.Size
 	}
 	res.Duration = time.Since(began)
-	log.printf("==> Built %s (%s) in %s: %d of %d steps from cache", tag, shortID(report.ID), res.Duration.Round(time.Millisecond), res.CacheHits(), len(res.Steps))
+	log.printf("==> Built %s (%s) in %s: %d of %d steps from cache", tag, shortID(out.id), res.Duration.Round(time.Millisecond), res.CacheHits(), len(res.Steps))
 	log.flush()
 	res.Log, res.LogDropped = log.snapshot()
 	return res, nil
@@ -557,4 +525,94 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// imageBuild is how the image build of a Build went: the image's ID, or
+// the error and what stopped it.
+type imageBuild struct {
+	id        string
+	err       error
+	pidsHit   bool // a fork was refused at the build's pids limit
+	oomKilled bool // the kernel killed a process of the build for memory
+	timedOut  bool // build_timeout ran out (the caller did not cancel)
+}
+
+// buildAsRoot builds through the rootful Podman API as host root
+// (build_user root): the steps' root is host root. Podman sets the memory
+// and CPU limits on each step; the pids limit and the timeout need the
+// step's cgroup parent (see buildCgroup).
+func (b *Builder) buildAsRoot(ctx context.Context, lim Limits, ctxDir, cf, tag string, excludes []string, log *logSink) imageBuild {
+	common := &define.CommonBuildOptions{
+		Memory:     int64(lim.MemoryMB) << 20,
+		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
+		CPUPeriod:  100000,
+		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	if b.ca != nil {
+		ca := filepath.Join(filepath.Dir(ctxDir), "build-ca.pem")
+		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
+			return imageBuild{err: fmt.Errorf("builder: %w", err)}
+		}
+		common.Secrets = []string{"id=" + caSecretID + ",src=" + ca}
+	}
+	var cg *buildCgroup
+	var err error
+	stopping := false // cg.stop removes cg later
+	if ok, why := b.pidsCgroupSupport(ctx); !ok {
+		log.printf("==> Warning: on this host the build pids limit is not enforced and a timed-out step cannot be stopped (%s)", why)
+	} else if cg, err = newBuildCgroup(lim.Pids); err != nil {
+		return imageBuild{err: fmt.Errorf("builder: %w", err)}
+	} else {
+		defer func() {
+			if !stopping {
+				cg.remove()
+			}
+		}()
+		common.CgroupParent = cg.parent()
+	}
+	log.printf("==> Warning: build_user root: the build runs as host root, without a user namespace")
+	log.printf("==> Build limits: memory %s, %g CPU, %d processes, %s; capabilities %s",
+		formatMB(lim.MemoryMB), lim.CPUs, lim.Pids, lim.Timeout, strings.Join(buildCaps, " "))
+	bctx, cancel := context.WithTimeout(b.rt.BindingsContext(ctx), lim.Timeout)
+	defer cancel()
+	report, err := images.Build(bctx, []string{cf}, types.BuildOptions{BuildOptions: define.BuildOptions{
+		ContextDirectory: ctxDir,
+		Output:           tag,
+		// Without an explicit format the API service (4.3) finds no layer in
+		// its cache: every step would run again.
+		OutputFormat:            define.OCIv1ImageManifest,
+		Layers:                  true,
+		RemoveIntermediateCtrs:  true,
+		ForceRmIntermediateCtrs: true,
+		PullPolicy:              define.PullIfMissing,
+		Excludes:                excludes,
+		CommonBuildOpts:         common,
+		Out:                     log,
+		Err:                     log,
+		ReportWriter:            log,
+
+		// RUN steps keep only what package managers need.
+		DropCapabilities: []string{"ALL"},
+		AddCapabilities:  buildCaps,
+	}})
+	log.flush()
+	out := imageBuild{pidsHit: cg != nil && cg.hitLimit()}
+	if bctx.Err() != nil && cg != nil {
+		stopping = true
+		cg.stop(time.Minute)
+		log.printf("==> Stopped the build's processes")
+	}
+	if err == nil && bctx.Err() != nil {
+		// The bindings end a canceled build without an error.
+		err = bctx.Err()
+	}
+	if err == nil && (report == nil || report.ID == "") {
+		err = errors.New("the build ended without an image ID")
+	}
+	if err == nil {
+		out.id = report.ID
+	}
+	out.err = err
+	out.timedOut = err != nil && errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	return out
 }

@@ -73,6 +73,9 @@ func (e *buildEnv) tag(name string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		images.Remove(e.rt.BindingsContext(ctx), []string{tag}, new(images.RemoveOptions).WithForce(true))
+		if e.b.user != nil { // the build user's copy, the layer cache
+			e.b.user.removeImage(ctx, tag)
+		}
 	})
 	return tag
 }
@@ -141,6 +144,13 @@ func (e *buildEnv) build(spec Spec, tag string) (*Result, *timedLog) {
 			c = " (cache)"
 		}
 		steps = append(steps, s.Duration.Round(time.Millisecond).String()+c+"  "+s.Purpose)
+	}
+	for _, l := range res.Log {
+		// What moving images between the build user's store and the
+		// rootful one cost (docs/configuration.md, "Build sandbox").
+		if strings.HasPrefix(l, "==> Moved ") || strings.HasPrefix(l, "==> Copied ") {
+			e.t.Logf("%s (%s, %.1f MB)", l, spec.Runtime, float64(res.Size)/1e6)
+		}
 	}
 	e.t.Logf("built %s from %s@%s in %s (clone %s, build %s), %d of %d steps cached, %.1f MB; steps:\n  %s",
 		tag, spec.URL, res.Commit[:8], res.Duration.Round(time.Millisecond), res.CloneDuration.Round(time.Millisecond),

@@ -287,8 +287,9 @@ func (cg *buildCgroup) stop(grace time.Duration) {
 // a build of another podcell on the host may sit between two steps, and
 // rmdir refuses a cgroup that still has a step or a task.
 func removeStaleBuildCgroups(age time.Duration) {
-	dirs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", "podcell-builds", "*"))
-	for _, d := range dirs {
+	dirs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", "podcell-builds", "*")) // v1
+	v2, _ := filepath.Glob(filepath.Join(cgroupRoot, "podcell-builds", "*"))
+	for _, d := range append(dirs, v2...) {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > age {
 			os.Remove(d)
 		}

@@ -100,8 +100,12 @@ func TestBuildSandboxLimits(t *testing.T) {
 	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + nonce + "\n" +
 		"grep -E '^(CapEff|CapBnd|CapPrm)' /proc/self/status\n" +
 		"echo UIDMAP $(cat /proc/self/uid_map)\n" +
-		"echo MEM $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) SWAP $(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes)\n" +
-		"echo QUOTA $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) PERIOD $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)\n" +
+		// A rootless step sees the host's cgroup tree: its own cgroups are
+		// at the paths /proc/self/cgroup names.
+		"mem=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)\n" +
+		"cpu=/sys/fs/cgroup/cpu$(sed -n 's/^[0-9]*:cpu://p' /proc/self/cgroup)\n" +
+		"echo MEM $(cat $mem/memory.limit_in_bytes) SWAP $(cat $mem/memory.memsw.limit_in_bytes)\n" +
+		"echo QUOTA $(cat $cpu/cpu.cfs_quota_us) PERIOD $(cat $cpu/cpu.cfs_period_us)\n" +
 		"echo PIDSCG $(grep :pids: /proc/self/cgroup)"}
 	res, _ := e.build(spec, e.tag("sandbox"))
 	log := strings.Join(res.Log, "\n")
@@ -265,6 +269,14 @@ func TestBuildTimeout(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	waitCgroupsGone(t, cgroupsBefore)
+	if e.b.user != nil {
+		// The killed build's working container is removed from the build
+		// user's store (podman lists buildah's as "Storage").
+		out, err := e.b.user.output(context.Background(), nil, "ps", "--all", "--external", "--format", "{{.ID}} {{.Status}}")
+		if err != nil || strings.Contains(string(out), "Storage") {
+			t.Errorf("working containers left in the build user's store: %s %v", out, err)
+		}
+	}
 }
 
 // TestBuildQueue: with one build slot, a second build waits, says so and

@@ -64,6 +64,10 @@ type App struct {
 	BuildCPUs     float64             `json:"build_cpus,omitempty"`
 	BuildPids     int                 `json:"build_pids,omitempty"`
 	BuildTimeout  controller.Duration `json:"build_timeout,omitempty"`
+	// BuildUser is the unprivileged host user builds run as, rootless, so
+	// a build step's root is never host root (default "podcell"; it needs
+	// subordinate ids: make setup). "root" builds as host root: unsafe.
+	BuildUser string `json:"build_user,omitempty"`
 	// MaxRepoMB bounds a repository a build clones, in MiB: the bytes its
 	// server sends and the size of the files of the commit built (default
 	// 1024). MaxRepoFiles bounds that commit's files and directories
@@ -211,9 +215,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Limits:       a.buildLimits(),
 		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
 		MaxRepoFiles: a.MaxRepoFiles,
+		BuildUser:    a.BuildUser,
 	})
 	if err != nil {
 		return fmt.Errorf("podcell: %w", err)
+	}
+	if a.BuildUser == builder.RootBuildUser {
+		a.log.Warn("build_user root: builds run as host root, without a user namespace; a build step that escapes its container is root on the host")
 	}
 	a.settings.Builder = b
 	return nil

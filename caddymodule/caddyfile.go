@@ -42,6 +42,7 @@ func init() {
 //	    build_cpus <cores>
 //	    build_pids <n>
 //	    build_timeout <duration>
+//	    build_user <name>
 //	    encryption_key_file <file>
 //	    encryption_key_env <NAME>
 //	    dashboard
@@ -110,6 +111,10 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
 				return nil, err
 			}
+		case "build_user":
+			if !d.AllArgs(&app.BuildUser) {
+				return nil, d.Errf("build_user takes one argument, the unprivileged host user builds run as, e.g. build_user podcell")
+			}
 		case "startup_cpu":
 			f, err := parseStartupCPU(d)
 			if err != nil {
@@ -160,7 +165,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, build_user, max_repo_size, max_repo_files, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil

@@ -89,6 +89,14 @@ http://:{httpport} {
 	for _, img := range podmanImages(t) {
 		before[img.ID[:11]] = true
 	}
+	// Builds run as the build user: its store has the layers (the cache).
+	out, err := buildUserPodman("images", "--all", "--quiet", "--no-trunc").Output()
+	if err != nil {
+		t.Fatalf("podman images as the build user: %v", err)
+	}
+	for _, id := range strings.Fields(string(out)) {
+		before[strings.TrimPrefix(id, "sha256:")[:11]] = true
+	}
 	get := func() reply {
 		req, _ := http.NewRequest("GET", "http://"+c.http+"/", nil)
 		req.Host = svc + ".apps.localhost"
@@ -267,7 +275,21 @@ func (c *caddyProc) buildLayers(service string, build int) (made, cached []strin
 	return made, cached
 }
 
-func imageExists(ref string) bool { return exec.Command("podman", "image", "exists", ref).Run() == nil }
+// imageExists says whether ref is an image of the rootful store or of the
+// build user's (podcell, the default build_user), where builds run and
+// their layers stay.
+func imageExists(ref string) bool {
+	if exec.Command("podman", "image", "exists", ref).Run() == nil {
+		return true
+	}
+	return buildUserPodman("image", "exists", ref).Run() == nil
+}
+
+// buildUserPodman is podman with args as the build user, podcell.
+func buildUserPodman(args ...string) *exec.Cmd {
+	return exec.Command("runuser", append([]string{"-u", "podcell", "--", "sh", "-c",
+		`cd ~ && HOME=~ XDG_RUNTIME_DIR=/run/user/$(id -u) exec podman "$@"`, "podman"}, args...)...)
+}
 
 func noneExists(refs []string) bool {
 	for _, r := range refs {

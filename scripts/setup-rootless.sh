@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Prepares a rootless Podman API service for podcell's rootless tests (and shows
-# what a rootless deployment needs): a system user with a home, subordinate ids,
-# overlay storage, slirp4netns networking, an XDG_RUNTIME_DIR, and
-# 'podman system service' running as that user. Safe to run again: every step
+# Prepares the build user and a rootless Podman API service: a system user with
+# a home, subordinate ids, overlay storage, slirp4netns networking, an
+# XDG_RUNTIME_DIR, and 'podman system service' running as that user. podcell's
+# builds run rootless as this user (the build_user option, default podcell: a
+# build step's root is then this user, never host root); the API service is
+# for podcell's rootless tests and shows what a rootless deployment needs. Safe to run again: every step
 # checks first. Run scripts/setup-host.sh before it (it installs Podman, runc,
 # uidmap, slirp4netns and writes /etc/containers/containers.conf, which rootless
 # Podman reads too).
