@@ -68,6 +68,11 @@ type App struct {
 	// a build step's root is never host root (default "podcell"; it needs
 	// subordinate ids: make setup). "root" builds as host root: unsafe.
 	BuildUser string `json:"build_user,omitempty"`
+	// BuildCA is a PEM file, or a directory of *.crt/*.pem files, of extra
+	// CAs the install and build steps trust (a proxy that inspects TLS);
+	// BuildProxy the HTTP proxy they use. See docs/deploying.md.
+	BuildCA    string        `json:"build_ca,omitempty"`
+	BuildProxy builder.Proxy `json:"build_proxy,omitempty"`
 	// MaxRepoMB bounds a repository a build clones, in MiB: the bytes its
 	// server sends and the size of the files of the commit built (default
 	// 1024). MaxRepoFiles bounds that commit's files and directories
@@ -216,6 +221,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxRepoBytes: int64(a.MaxRepoMB) << 20,
 		MaxRepoFiles: a.MaxRepoFiles,
 		BuildUser:    a.BuildUser,
+		BuildCA:      a.BuildCA,
+		BuildProxy:   a.BuildProxy,
 	})
 	if err != nil {
 		return fmt.Errorf("podcell: %w", err)

@@ -111,6 +111,25 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
 				return nil, err
 			}
+		case "build_ca":
+			if !d.AllArgs(&app.BuildCA) {
+				return nil, d.Errf("build_ca takes one argument, a PEM file or a directory of *.crt/*.pem files the install and build steps trust, e.g. build_ca /usr/local/share/ca-certificates")
+			}
+		case "build_proxy":
+			var kind, url string
+			if !d.AllArgs(&kind, &url) {
+				return nil, d.Errf("build_proxy takes a kind (http, https or no_proxy) and a value, e.g. build_proxy https http://proxy.internal:3128")
+			}
+			switch kind {
+			case "http":
+				app.BuildProxy.HTTP = url
+			case "https":
+				app.BuildProxy.HTTPS = url
+			case "no_proxy":
+				app.BuildProxy.NoProxy = url
+			default:
+				return nil, d.Errf("build_proxy %q: the kind is http, https or no_proxy", kind)
+			}
 		case "build_user":
 			if !d.AllArgs(&app.BuildUser) {
 				return nil, d.Errf("build_user takes one argument, the unprivileged host user builds run as, e.g. build_user podcell")
@@ -165,7 +184,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, build_user, max_repo_size, max_repo_files, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, build_user, max_repo_size, max_repo_files, build_ca, build_proxy, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -292,7 +311,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 2 {
 				g.Ref = args[1]
 			}
-		case "root", "runtime", "build", "start":
+		case "build_env":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("build_env takes a name and a value: build_env NODE_OPTIONS --max-old-space-size=1536")
+			}
+			g := h.git()
+			if g.BuildEnv == nil {
+				g.BuildEnv = map[string]string{}
+			}
+			g.BuildEnv[args[0]] = args[1]
+		case "root", "runtime", "install", "build", "start":
 			name := d.Val()
 			args := d.RemainingArgs()
 			if len(args) != 1 {
@@ -304,6 +333,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.Root = args[0]
 			case "runtime":
 				g.Runtime = args[0]
+			case "install":
+				g.Install = args[0]
 			case "build":
 				g.Build = args[0]
 			case "start":
@@ -410,7 +441,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
 	}
 	if h.Git != nil && h.Git.URL == "" {
-		return d.Errf("podcell %s: root, runtime, build, start and the build_* limits need a git repository: git <url> [ref]", h.Service)
+		return d.Errf("podcell %s: root, runtime, install, build, build_env, start and the build_* limits need a git repository: git <url> [ref]", h.Service)
 	}
 	// Catch the rest of what the scaler or builder would refuse while we
 	// still know the line.

@@ -62,6 +62,9 @@ func TestCaddyfileRoundTrip(t *testing.T) {
 		owner test
 		keep_images 2
 		build_timeout 10m
+		build_ca /usr/local/share/ca-certificates
+		build_proxy https http://proxy.internal:3128
+		build_proxy no_proxy localhost
 		dashboard
 	}
 }
@@ -84,6 +87,8 @@ http://app.localhost {
 	podcell app {
 		git https://example.com/app.git main
 		runtime python3.11-debian
+		install "pip install -r requirements/prod.txt"
+		build_env PIP_INDEX_URL https://pypi.internal/simple
 		auto_deploy 1m
 		webhook /_podcell/deploy {env.HOOK}
 		build_memory 1GiB
@@ -102,7 +107,8 @@ http://*.apps.localhost {
 	if err := json.Unmarshal(appJSON, &app); err != nil {
 		t.Fatal(err)
 	}
-	if app.DataDir != "/var/lib/podcell" || app.Owner != "test" || *app.KeepImages != 2 || app.BuildTimeout != controller.Duration(10*time.Minute) || !app.Dashboard {
+	if app.DataDir != "/var/lib/podcell" || app.Owner != "test" || *app.KeepImages != 2 || app.BuildTimeout != controller.Duration(10*time.Minute) || !app.Dashboard ||
+		app.BuildCA != "/usr/local/share/ca-certificates" || app.BuildProxy.HTTPS != "http://proxy.internal:3128" || app.BuildProxy.NoProxy != "localhost" {
 		t.Errorf("app %s", appJSON)
 	}
 	hs := handlers(cfg)
@@ -115,6 +121,7 @@ http://*.apps.localhost {
 			QueueTimeout: controller.Duration(5 * time.Second), HealthPath: "/healthz",
 			Cron: []controller.CronJob{{Schedule: "@hourly", Method: "POST", Path: "/tasks/sync"}}},
 		"app": {Git: &controller.GitSource{URL: "https://example.com/app.git", Ref: "main", Runtime: "python3.11-debian",
+			Install: "pip install -r requirements/prod.txt", BuildEnv: map[string]string{"PIP_INDEX_URL": "https://pypi.internal/simple"},
 			PollInterval: controller.Duration(time.Minute), WebhookPath: "/_podcell/deploy", WebhookSecret: "{env.HOOK}", BuildMemoryMB: 1024}},
 	}
 	for _, raw := range hs {
@@ -168,6 +175,8 @@ func TestCaddyfileRefuses(t *testing.T) {
 		"cron in host mode":    {"podcell {\n\thosts *.a.localhost\n\tcron @daily GET /x\n}", "cron belongs in the block of a named service"},
 		"hosts and service":    {"podcell a {\n\timage x\n\thosts *.a.localhost\n}", "set a service or hosts, not both"},
 		"bad host pattern":     {"podcell {\n\thosts apps.localhost\n}", "use a wildcard pattern"},
+		"build_env one arg":    {"podcell a {\n\tgit https://example.com/a.git\n\tbuild_env NODE_OPTIONS\n}", "build_env takes a name and a value"},
+		"build_env bad name":   {"podcell a {\n\tgit https://example.com/a.git\n\tbuild_env 1X y\n}", `build_env "1X" is not a variable name`},
 	} {
 		_, err := adapt(t, ":80 {\n"+tc.block+"\n}\n")
 		if err == nil || !strings.Contains(err.Error(), tc.says) {
@@ -180,6 +189,7 @@ func TestCaddyfileRefuses(t *testing.T) {
 		"unknown":       {"podmn x", `unknown podcell global option "podmn"`},
 		"build_cpus":    {"build_cpus lots", "want a positive number of cores"},
 		"dashboard arg": {"dashboard on", "takes no argument"},
+		"build_proxy":   {"build_proxy ftp x", `the kind is http, https or no_proxy`},
 	} {
 		_, err := adapt(t, "{\n\tpodcell {\n\t\t"+tc.global+"\n\t}\n}\n:80 {\n\trespond ok\n}\n")
 		if err == nil || !strings.Contains(err.Error(), tc.says) {

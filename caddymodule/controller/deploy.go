@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -463,6 +464,13 @@ func (d *deployer) rollback(image string, build, seq int) error {
 func imageTag(service string, spec builder.Spec) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q %q %q %q %q %d", spec.URL, spec.Ref, spec.RootDir, spec.Runtime, spec.Build, spec.Start, spec.Port)
+	// Written only when set, so the tags of specs without them stay.
+	if spec.Install != "" {
+		fmt.Fprintf(h, " install %q", spec.Install)
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.BuildEnv)) {
+		fmt.Fprintf(h, " build_env %q=%q", k, spec.BuildEnv[k])
+	}
 	return "localhost/podcell-build/" + service + ":" + hex.EncodeToString(h.Sum(nil))[:12]
 }
 

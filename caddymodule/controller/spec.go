@@ -120,10 +120,18 @@ type GitSource struct {
 	Ref string `json:"ref,omitempty"`
 	// Root is the app's directory inside the repository (monorepos).
 	Root string `json:"root,omitempty"`
-	// Runtime is the base image family: python3.11-debian, node20-alpine...
-	Runtime string `json:"runtime"`
-	// Build is the build command (several lines allowed); detected if empty.
+	// Runtime is the base image family: python3.11-debian, node20-alpine...;
+	// empty: detected from the app's files (docs/deploying.md).
+	Runtime string `json:"runtime,omitempty"`
+	// Install replaces the detected dependency install; empty: detected.
+	Install string `json:"install,omitempty"`
+	// Build is the build command (several lines allowed), run after the
+	// install; empty: package.json's build script, if any.
 	Build string `json:"build,omitempty"`
+	// BuildEnv are env vars of the install and build steps only (build
+	// arguments: not in the running container, visible in the image's
+	// history).
+	BuildEnv map[string]string `json:"build_env,omitempty"`
 	// Start is the start command; detected if empty.
 	Start string `json:"start,omitempty"`
 	// PollInterval redeploys when the ref points to a new commit, checked
@@ -147,11 +155,13 @@ type GitSource struct {
 // BuildSpec is what the builder makes of the source for an app on port.
 func (g *GitSource) BuildSpec(port int) builder.Spec {
 	return builder.Spec{
-		Source:  builder.Source{URL: g.URL, Ref: g.Ref, RootDir: g.Root},
-		Runtime: g.Runtime,
-		Build:   g.Build,
-		Start:   g.Start,
-		Port:    port,
+		Source:   builder.Source{URL: g.URL, Ref: g.Ref, RootDir: g.Root},
+		Runtime:  g.Runtime,
+		Install:  g.Install,
+		Build:    g.Build,
+		BuildEnv: g.BuildEnv,
+		Start:    g.Start,
+		Port:     port,
 		Limits: builder.Limits{MemoryMB: g.BuildMemoryMB, CPUs: g.BuildCPUs, Pids: g.BuildPids,
 			Timeout: time.Duration(g.BuildTimeout)},
 	}
