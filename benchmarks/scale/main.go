@@ -6,6 +6,7 @@
 //	memory        Caddy's resident set (VmRSS of /proc/<pid>/status) and Go
 //	              heap in use (Caddy's /metrics), after a forced GC, per idle
 //	              service: (at N - at 1) / (N - 1)
+//	CPU at rest   Caddy's user + system CPU time over 10 s with nothing to do
 //	declare       the PUTs of the step's new services, total and per PUT, and
 //	              how long until Podman's container count settles after them
 //	reload        POST /load of the same Caddyfile (forced), median of -reloads
@@ -74,6 +75,7 @@ var (
 	flagOwner   = flag.String("owner", "podcellbench-scale", "owner label of every container of the run")
 	flagCaddy   = flag.String("caddy", "", "Caddy binary (default: build ./cmd/caddy into a temporary directory)")
 	flagJSON    = flag.String("json", "", "also write the results as JSON to this file")
+	flagHeap    = flag.String("heap-profile", "", "write Caddy's heap profile at the last step to this file (go tool pprof reads it)")
 	flagLabel   = flag.String("label", "", "a note for the report's title (e.g. the commit measured)")
 )
 
@@ -202,7 +204,10 @@ func startCaddy(bin, dir string) (*caddyProc, error) {
 	go func() { c.cmd.Wait(); lf.Close(); close(c.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if code, _, err := c.call("GET", "/podcell/services", ""); err == nil && code == 200 {
+		// The site answers once every app started, podcell's included
+		// (the admin API answers before).
+		if resp, err := http.Get("http://" + c.site + "/"); err == nil {
+			resp.Body.Close()
 			return c, nil
 		}
 		if err := c.alive(); err != nil {
@@ -330,6 +335,42 @@ func (c *caddyProc) memory() (rssKB, heapKB float64, err error) {
 		return 0, 0, fmt.Errorf("VmRSS %v KB, go_memstats_heap_inuse_bytes %v KB: one is missing", rssKB, heapKB)
 	}
 	return rssKB, heapKB, nil
+}
+
+// cpuTicks is Caddy's user + system CPU time so far, in clock ticks
+// (fields 14 and 15 of /proc/<pid>/stat).
+func (c *caddyProc) cpuTicks() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces: fields count from after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", c.cmd.Process.Pid)
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return u + s, nil
+}
+
+// idleCPU is Caddy's CPU use over d with no request and no API call, in
+// milliseconds of CPU per second (clock ticks are 10 ms here: USER_HZ 100).
+func (c *caddyProc) idleCPU(ctx context.Context, d time.Duration) (float64, error) {
+	t0, err := c.cpuTicks()
+	if err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	if err := sleepCtx(ctx, d); err != nil {
+		return 0, err
+	}
+	t1, err := c.cpuTicks()
+	if err != nil {
+		return 0, err
+	}
+	return (t1 - t0) * 10 / time.Since(began).Seconds(), nil
 }
 
 // status is the part of GET /podcell/services/<name> the benchmark reads.
@@ -535,6 +576,7 @@ type Step struct {
 	SettleMs   float64   `json:"settle_ms"` // from the step's last PUT until the container count settled
 	RSSKB      float64   `json:"rss_kb"`
 	HeapKB     float64   `json:"heap_inuse_kb"`
+	IdleCPU    float64   `json:"idle_cpu_ms_per_s"` // Caddy's CPU over 10 s at rest
 	ReloadMs   []float64 `json:"reload_ms"`
 	Owned      int       `json:"owner_containers"`
 	AllCount   int       `json:"host_containers"`
@@ -576,10 +618,22 @@ func (b *bench) step(ctx context.Context, n int) (Step, error) {
 	st.SettleMs = max(0, ms(time.Since(t))-3000)
 	logf("N=%d: declared in %.0f ms, %d containers of the owner after %.0f ms", n, st.DeclareMs, owned, st.SettleMs)
 
+	if st.IdleCPU, err = b.caddy.idleCPU(ctx, 10*time.Second); err != nil {
+		return st, err
+	}
 	if st.RSSKB, st.HeapKB, err = b.caddy.memory(); err != nil {
 		return st, err
 	}
-	logf("N=%d: RSS %.0f KB, heap in use %.0f KB", n, st.RSSKB, st.HeapKB)
+	if *flagHeap != "" && n == *flagN {
+		_, prof, err := b.caddy.call("GET", "/debug/pprof/heap", "")
+		if err == nil {
+			err = os.WriteFile(*flagHeap, prof, 0o644)
+		}
+		if err != nil {
+			return st, fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	logf("N=%d: RSS %.0f KB, heap in use %.0f KB, idle CPU %.1f ms/s", n, st.RSSKB, st.HeapKB, st.IdleCPU)
 	for range *flagReloads {
 		d, err := b.caddy.reload()
 		if err != nil {
@@ -854,14 +908,14 @@ func (r Report) markdown() string {
 	fmt.Fprintf(&w, "Machine: %s.  \n", r.Machine)
 	fmt.Fprintf(&w, "Load average %s before, %s after; %s. Owner label `%s`.  \n", r.LoadBefore, r.LoadAfter, r.Duration, r.Owner)
 	fmt.Fprintf(&w, "One Caddy, a host-mode site (`podcell { hosts *.%s }`); each service declared with `PUT /podcell/services/<name>` "+
-		"`{\"image\": %q, \"memory_mb\": 256}` and left at zero. Memory after a forced GC (`/debug/pprof/heap?gc=1` twice, 1 s apart). "+
+		"`{\"image\": %q, \"memory_mb\": 256}` and left at zero. Caddy's CPU at rest: user + system time over 10 s with no request and no API call, per second. Memory after a forced GC (`/debug/pprof/heap?gc=1` twice, 1 s apart). "+
 		"Cold starts: %d services declared at each N (`idle_timeout 2s`, `pause_after off`), each requested once when never used and once more after it went back to zero, then deleted; "+
 		"warm path: %d sequential requests to the last of them.\n\n", domain, scalertest.HelloImage, *flagProbes, *flagWarm)
-	fmt.Fprintf(&w, "| N | declare (total) | per PUT median / p99 | containers settle | Caddy RSS | Go heap in use | reload median | owner's containers / host's | list (owner) | list (all) | events start | cold start, never used | cold start, recently used | warm p50 / p99 |\n")
+	fmt.Fprintf(&w, "| N | declare (total) | per PUT median / p99 | containers settle | Caddy RSS | Go heap in use | Caddy CPU at rest | reload median | owner's containers / host's | list (owner) | list (all) | events start | cold start, never used | cold start, recently used | warm p50 / p99 |\n")
 	fmt.Fprintf(&w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&w, "| %d | %.0f ms | %.2f / %.2f ms | %.0f ms | %.1f MB | %.1f MB | %.0f ms | %d / %d | %.1f ms | %.1f ms | %.1f ms | %.0f ms (%s) | %.0f ms (%s) | %.3f / %.3f ms |\n",
-			s.N, s.DeclareMs, med(s.PutMs), p99(s.PutMs), s.SettleMs, s.RSSKB/1024, s.HeapKB/1024, med(s.ReloadMs),
+		fmt.Fprintf(&w, "| %d | %.0f ms | %.2f / %.2f ms | %.0f ms | %.1f MB | %.1f MB | %.1f ms/s | %.0f ms | %d / %d | %.1f ms | %.1f ms | %.1f ms | %.0f ms (%s) | %.0f ms (%s) | %.3f / %.3f ms |\n",
+			s.N, s.DeclareMs, med(s.PutMs), p99(s.PutMs), s.SettleMs, s.RSSKB/1024, s.HeapKB/1024, s.IdleCPU, med(s.ReloadMs),
 			s.Owned, s.AllCount, med(s.ListMs), med(s.ListAllMs), med(s.EventsMs),
 			med(s.ColdNewMs), list(s.ColdNewMs), med(s.ColdUsedMs), list(s.ColdUsedMs), s.WarmP50, s.WarmP99)
 	}
