@@ -114,7 +114,8 @@ func newObservedScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake, *recorde
 	t.Helper()
 	f := scalertest.NewFake(t)
 	rec := &recorder{}
-	sc, err := scaler.New(context.Background(), f, scaler.Options{Observer: rec})
+	// A standby for every service, used or not: these tests start from one.
+	sc, err := scaler.New(context.Background(), f, scaler.Options{Observer: rec, StandbyIdle: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

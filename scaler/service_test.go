@@ -31,7 +31,9 @@ func svcConfig(mod func(*scaler.ServiceConfig)) scaler.ServiceConfig {
 func newTestScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake) {
 	t.Helper()
 	f := scalertest.NewFake(t)
-	sc, err := scaler.New(context.Background(), f, scaler.Options{})
+	// A standby for every service, used or not: most tests here start from
+	// one (standby_test.go tests the default, a standby only after use).
+	sc, err := scaler.New(context.Background(), f, scaler.Options{StandbyIdle: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
