@@ -15,17 +15,8 @@ import (
 
 func newDefaultScaler(t *testing.T, opts scaler.Options) (*scaler.Scaler, *scalertest.Fake) {
 	t.Helper()
-	f := scalertest.NewFake(t)
+	sc, f := newScalerWith(t, opts)
 	f.SetAutoReady(true)
-	sc, err := scaler.New(context.Background(), f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sc.Close(ctx)
-	})
 	return sc, f
 }
 
