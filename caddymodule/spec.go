@@ -29,6 +29,9 @@ type ServiceSpec struct {
 	TmpMB int `json:"tmp_mb,omitempty"`
 	// PidsLimit caps processes and threads (default 512).
 	PidsLimit int64 `json:"pids_limit,omitempty"`
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers (default: the global startup_cpu; -1: off).
+	StartupCPU float64 `json:"startup_cpu,omitempty"`
 
 	MinInstances int `json:"min_instances,omitempty"`
 	MaxInstances int `json:"max_instances,omitempty"` // default 10
@@ -69,6 +72,7 @@ func (s ServiceSpec) config(name string) scaler.ServiceConfig {
 		MemoryMB:     s.MemoryMB,
 		TmpMB:        s.TmpMB,
 		PidsLimit:    s.PidsLimit,
+		StartupCPU:   s.StartupCPU,
 		MinInstances: s.MinInstances,
 		MaxInstances: s.MaxInstances,
 		Concurrency:  s.Concurrency,

@@ -29,6 +29,10 @@ type ServiceConfig struct {
 	MemoryMB  int   // 128..7076 (default 256); CPU follows memory, see LimitsFor
 	TmpMB     int   // /tmp tmpfs size cap (default 64, at most MemoryMB)
 	PidsLimit int64 // default 512
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers (at most the cores it may run on); 0 takes
+	// Options.StartupCPU, negative: no boost. See boost.go.
+	StartupCPU float64
 
 	MinInstances int // kept even when idle (default 0)
 	MaxInstances int // default 10
@@ -109,6 +113,9 @@ func (c ServiceConfig) Validate() error {
 		if _, ok := c.Env[k]; !ok {
 			return fmt.Errorf("service %s: ExpandEnv names %q, which Env does not set", c.Name, k)
 		}
+	}
+	if c.StartupCPU > MaxMemoryMB/MBPerCore {
+		return fmt.Errorf("service %s: startup_cpu %g is too large: use at most %d cores, or off", c.Name, c.StartupCPU, MaxMemoryMB/MBPerCore)
 	}
 	if c.MinInstances < 0 {
 		return fmt.Errorf("service %s: min_instances %d is negative: use 0 or more", c.Name, c.MinInstances)

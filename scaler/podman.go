@@ -152,6 +152,9 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	}
 	mem := cs.Limits.MemoryBytes()
 	quota := cs.Limits.CPUQuota
+	if cs.Limits.StartCPUQuota > 0 {
+		quota = cs.Limits.StartCPUQuota
+	}
 	period := uint64(cs.Limits.CPUPeriod)
 	pids := cs.Limits.PidsLimit
 	s.ResourceLimits = &spec.LinuxResources{
@@ -222,6 +225,7 @@ func (p *Podman) Inspect(ctx context.Context, id string) (ContainerInfo, error) 
 		ci.ExitCode = int(data.State.ExitCode)
 		ci.OOMKilled = data.State.OOMKilled
 		ci.Error = data.State.Error
+		ci.Pid = data.State.Pid
 	}
 	if data.Config != nil {
 		ci.Labels = data.Config.Labels
