@@ -3,7 +3,6 @@ package scaler_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -14,17 +13,9 @@ const tierQuota256 = 256 * 100000 / scaler.MBPerCore
 
 func newBoostScaler(t *testing.T, opts scaler.Options) (*scaler.Scaler, *scalertest.Fake) {
 	t.Helper()
-	f := scalertest.NewFake(t)
-	sc, err := scaler.New(context.Background(), f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sc.Close(ctx)
-	})
-	return sc, f
+	// A standby before the first use: these tests start from one.
+	opts.StandbyIdle = -1
+	return newScalerWith(t, opts)
 }
 
 // TestStartupBoost: a 256 MB instance is created with a whole core (its

@@ -39,3 +39,10 @@ type Lease = lease
 func (s *Service) Acquire(ctx context.Context) (Lease, error) { return s.acquire(ctx) }
 
 func (l Lease) Release() { l.release() }
+
+// Ticks counts the runs of the service's policy loop.
+func Ticks(s *Service) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ticks
+}

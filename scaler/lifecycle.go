@@ -50,10 +50,19 @@ func (s *Service) stopLocked(inst *instance) {
 const maxStandbyBackoff = time.Minute
 
 // ensureStandbyLocked keeps one created-but-not-started container of the
-// current revision, so a cold start is only a start: creating a container
-// costs about as much as starting it.
-func (s *Service) ensureStandbyLocked() {
-	if s.standbyBackoff > 0 && time.Now().Before(s.standbyRetryAt) {
+// current revision while the service is in use (see wantStandbyLocked), so
+// a cold start is only a start: creating a container costs about as much as
+// starting it. Out of use, it removes the standby.
+func (s *Service) ensureStandbyLocked(now time.Time) {
+	if !s.wantStandbyLocked(now) {
+		for _, inst := range s.instances {
+			if inst.state == stStandby {
+				s.stopLocked(inst)
+			}
+		}
+		return
+	}
+	if s.standbyBackoff > 0 && now.Before(s.standbyRetryAt) {
 		return
 	}
 	for _, inst := range s.instances {
@@ -70,6 +79,13 @@ func (s *Service) ensureStandbyLocked() {
 	s.instances = append(s.instances, inst)
 	cfg, lim := s.cfg, s.limits
 	s.spawn(func() { s.runCreateStandby(inst, cfg, lim) })
+}
+
+// wantStandbyLocked: an instance was up within Options.StandbyIdle (or
+// every service keeps a standby). A service never used has none.
+func (s *Service) wantStandbyLocked(now time.Time) bool {
+	idle := s.sc.opts.StandbyIdle
+	return idle < 0 || (!s.usedAt.IsZero() && now.Sub(s.usedAt) < idle)
 }
 
 func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits) {

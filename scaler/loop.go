@@ -49,11 +49,10 @@ func (s *Service) noteScaleLocked() {
 	}
 }
 
-// tickEvery is how often the policy runs: fine enough for the shortest of the
-// service's timers, coarse enough to cost nothing.
-func (s *Service) tickEvery() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// tickEveryLocked is how often the policy runs while the service has
+// instances: fine enough for the shortest of the service's timers, coarse
+// enough to cost nothing.
+func (s *Service) tickEveryLocked() time.Duration {
 	t := s.cfg.StableWindow
 	if s.cfg.PauseAfter > 0 {
 		t = min(t, s.cfg.PauseAfter)
@@ -62,9 +61,16 @@ func (s *Service) tickEvery() time.Duration {
 	return max(20*time.Millisecond, min(t, time.Second))
 }
 
+// maxRest bounds how long the loop of a service at rest sleeps: whatever
+// needs it (a request, a new config) kicks it, so this only limits what a
+// missed kick could cost.
+const maxRest = time.Minute
+
 func (s *Service) run(ctx context.Context) {
 	defer close(s.done)
-	t := time.NewTicker(s.tickEvery())
+	s.mu.Lock()
+	t := time.NewTimer(s.tickEveryLocked())
+	s.mu.Unlock()
 	defer t.Stop()
 	for {
 		select {
@@ -72,9 +78,8 @@ func (s *Service) run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-s.kick:
-			t.Reset(s.tickEvery())
 		}
-		s.tick(time.Now())
+		t.Reset(s.tick(time.Now()))
 	}
 }
 
@@ -100,11 +105,13 @@ func (s *Service) kickLoop() {
 	}
 }
 
-func (s *Service) tick(now time.Time) {
+// tick applies the policy and says when it should run next.
+func (s *Service) tick(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.ticks++
 	if s.closed {
-		return
+		return maxRest
 	}
 	s.win.observe(now, s.peak, s.cfg.StableWindow)
 	s.peak = s.inflight + s.queue.Len()
@@ -136,6 +143,39 @@ func (s *Service) tick(now time.Time) {
 	if s.queue.Len() > 0 {
 		s.scaleUpLocked()
 	}
-	s.ensureStandbyLocked()
+	for _, inst := range s.instances {
+		if isUp(inst.state) {
+			s.usedAt = now
+			break
+		}
+	}
+	s.ensureStandbyLocked(now)
 	s.noteScaleLocked()
+	return s.nextTickLocked(now)
+}
+
+// nextTickLocked is how long the loop may sleep. A service at rest (no
+// request, nothing up, at most a standby that exists) has no timer to
+// follow but its standby's end or its next standby create after a
+// failure: a thousand services at rest would otherwise wake Caddy a
+// thousand times a second, and each tick would add a sample to the
+// stable window.
+func (s *Service) nextTickLocked(now time.Time) time.Duration {
+	if s.inflight > 0 || s.queue.Len() > 0 {
+		return s.tickEveryLocked()
+	}
+	for _, inst := range s.instances {
+		if inst.state != stStandby || inst.id == "" {
+			return s.tickEveryLocked()
+		}
+	}
+	s.win = window{} // nothing up: no load to remember
+	wait := maxRest
+	if len(s.instances) > 0 && s.sc.opts.StandbyIdle > 0 {
+		wait = min(wait, s.usedAt.Add(s.sc.opts.StandbyIdle).Sub(now))
+	}
+	if s.standbyBackoff > 0 && s.wantStandbyLocked(now) {
+		wait = min(wait, s.standbyRetryAt.Sub(now))
+	}
+	return max(wait, 20*time.Millisecond)
 }

@@ -120,17 +120,9 @@ func (r *recorder) has(call string) func() bool {
 
 func newObservedScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake, *recorder) {
 	t.Helper()
-	f := scalertest.NewFake(t)
 	rec := &recorder{}
-	sc, err := scaler.New(context.Background(), f, scaler.Options{Observer: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sc.Close(ctx)
-	})
+	// A standby for every service, used or not: these tests start from one.
+	sc, f := newScalerWith(t, scaler.Options{Observer: rec, StandbyIdle: -1})
 	return sc, f, rec
 }
 

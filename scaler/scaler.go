@@ -44,6 +44,14 @@ type Options struct {
 	// instances and the config never holds it. An error fails that start
 	// (or standby). Nil: a service with ExpandEnv cannot start.
 	Expand func(value string) (string, error)
+	// StandbyIdle is how long a service keeps its standby container (one
+	// created and not started, which makes the next cold start a start
+	// only) after an instance of it was last up. A service never used, or
+	// not for this long, keeps none: its next cold start creates the
+	// container too, and a thousand services at rest do not make Podman
+	// list, and keep, a thousand containers. Zero: DefaultStandbyIdle;
+	// negative: every service keeps one, used or not.
+	StandbyIdle time.Duration
 	// StartupCPU is the CPU, in cores, an instance starts with until its
 	// app answers, for services that set none (default DefaultStartupCPU;
 	// negative: no boost). It never exceeds the cores the instance may run
@@ -53,6 +61,10 @@ type Options struct {
 	StartupCPU       float64
 	StartupCPUBudget float64
 }
+
+// DefaultStandbyIdle is how long a service keeps its standby container
+// after it was last used.
+const DefaultStandbyIdle = 30 * time.Minute
 
 // Scaler owns the services and their containers.
 type Scaler struct {
@@ -85,6 +97,9 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.StandbyIdle == 0 {
+		opts.StandbyIdle = DefaultStandbyIdle
 	}
 	switch opts.UserNS {
 	case "", "auto", "host":
@@ -657,6 +672,7 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 		}
 	}
 	svc.instances = append(svc.instances, inst)
+	svc.usedAt = time.Now() // in use in the earlier run: it keeps a standby
 	svc.noteScaleLocked()
 	svc.log.Info("adopted container from an earlier run", zap.String("container", inst.name), zap.String("state", inst.state.String()))
 	if inst.state == stReady {

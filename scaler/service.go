@@ -41,6 +41,12 @@ type Service struct {
 	// loop retried every tick (150 creates in 3 s with pause_after 200ms).
 	standbyRetryAt time.Time
 	standbyBackoff time.Duration
+	// usedAt is when the loop last saw an instance up (zero: never). The
+	// service keeps a standby container until Options.StandbyIdle after it.
+	usedAt time.Time
+	// ticks counts the policy loop's runs (tests check that a service at
+	// rest does not tick).
+	ticks int
 
 	kick chan struct{}
 	done chan struct{}

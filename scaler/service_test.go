@@ -30,8 +30,17 @@ func svcConfig(mod func(*scaler.ServiceConfig)) scaler.ServiceConfig {
 
 func newTestScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake) {
 	t.Helper()
+	// A standby for every service, used or not: most tests here start from
+	// one (standby_test.go tests the default, a standby only after use).
+	return newScalerWith(t, scaler.Options{StandbyIdle: -1})
+}
+
+// newScalerWith is a scaler with opts on a new fake runtime, closed when
+// the test ends.
+func newScalerWith(t *testing.T, opts scaler.Options) (*scaler.Scaler, *scalertest.Fake) {
+	t.Helper()
 	f := scalertest.NewFake(t)
-	sc, err := scaler.New(context.Background(), f, scaler.Options{})
+	sc, err := scaler.New(context.Background(), f, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

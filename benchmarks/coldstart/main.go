@@ -503,7 +503,10 @@ func run(ctx context.Context) error {
 		}
 	}()
 
-	b.sc, err = scaler.New(ctx, b.rt, scaler.Options{Owner: b.owner, UserNS: *flagUserNS})
+	// StandbyIdle -1: the cold service has its standby before its first
+	// use (by default a service keeps one only once used), which the
+	// first sample's wait needs; every later sample follows a use anyway.
+	b.sc, err = scaler.New(ctx, b.rt, scaler.Options{Owner: b.owner, UserNS: *flagUserNS, StandbyIdle: -1})
 	if err != nil {
 		return err
 	}

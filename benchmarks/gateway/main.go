@@ -1221,11 +1221,17 @@ func run(ctx context.Context) error {
 	if err := b.sameContainer(ctx, sides); err != nil {
 		return err
 	}
-	zero := []string{"cold", "burst"}
+	zero := map[string]string{"cold": b.siteC, "burst": b.siteD}
 	if *flagBurstCompare {
-		zero = append(zero, "burst1")
+		zero["burst1"] = b.siteE
 	}
-	for _, svc := range zero {
+	for svc, site := range zero {
+		// podcell keeps a standby container only for a service in use:
+		// one request each, and they idle back to zero with a standby, as
+		// a service in use does.
+		if a := get(ctx, newClient(time.Minute, false), "http://"+site+"/"); a.err != nil || a.code != http.StatusOK {
+			return fmt.Errorf("first request to %s: %d %v", svc, a.code, a.err)
+		}
 		if _, err := b.waitZero(ctx, svc, 2*time.Minute); err != nil {
 			return err
 		}

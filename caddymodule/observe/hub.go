@@ -70,22 +70,29 @@ func (h *Hub) RequestDone(service string, code int, took time.Duration, detail s
 
 // Requests returns the recorder of service's responses. The request path
 // keeps it (per service, made once), so recording a response looks up
-// nothing and takes no lock.
+// nothing and takes no lock once the service answered once.
 func (h *Hub) Requests(service string) *Requests {
-	return &Requests{hub: h, service: service, sm: h.Metrics.service(service)}
+	return &Requests{hub: h, service: service}
 }
 
 // Requests records one service's responses.
 type Requests struct {
 	hub     *Hub
 	service string
-	sm      *serviceMetrics
+	// sm is looked up at the first response, not when the service is
+	// declared: a service never used costs no series (about 7 KB each).
+	sm atomic.Pointer[serviceMetrics]
 }
 
 // Done records a response; a 5xx also becomes an event, with detail (or
 // the status text) as its message.
 func (r *Requests) Done(code int, took time.Duration, detail string) {
-	r.sm.request(code, took)
+	sm := r.sm.Load()
+	if sm == nil {
+		sm = r.hub.Metrics.service(r.service)
+		r.sm.Store(sm)
+	}
+	sm.request(code, took)
 	if code >= 500 && code < 600 {
 		if detail == "" {
 			detail = http.StatusText(code)

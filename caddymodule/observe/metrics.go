@@ -18,7 +18,10 @@ import (
 //
 // Each Metrics has its own metrics.Set and creates every series with
 // GetOrCreate, so declaring a service again (a config reload) finds the
-// series it had instead of panicking on a duplicate. Gauges of instance
+// series it had instead of panicking on a duplicate. A service's counters
+// and histograms are made at its first event (a response, a start...), not
+// when it is declared: a thousand services never used cost no series.
+// Gauges of instance
 // states are not registered at all: they are written from the scaler's
 // snapshots at each scrape, so a removed service's gauges simply go.
 type Metrics struct {
@@ -220,9 +223,6 @@ func (m *Metrics) writeGauges(w io.Writer) {
 	}
 	snaps := snapshots()
 	slices.SortFunc(snaps, func(a, b scaler.Snapshot) int { return strings.Compare(a.Name, b.Name) })
-	for _, snap := range snaps {
-		m.service(snap.Name) // its counters show from the next scrape on, at zero
-	}
 	for _, snap := range snaps {
 		metrics.WriteGaugeUint64(w, series("podcell_inflight_requests", serviceLabel(snap.Name)), uint64(snap.Inflight))
 	}

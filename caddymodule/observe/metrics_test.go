@@ -249,6 +249,13 @@ func TestMetricsGaugesFromSnapshots(t *testing.T) {
 		}
 	}
 
+	// Counters are made at a service's first event, not by the gauges: a
+	// service never used costs no series.
+	if has(s, "podcell_cold_starts_total", svcLabel("web")) || has(s, "podcell_requests_total", svcLabel("web", "code_class", "2xx")) {
+		t.Error("counters of a service that had no event are written")
+	}
+	m.InstanceStarted("web", "abc", time.Second)
+
 	// A removed service's gauges go with it; its counters stay.
 	snaps = nil
 	s = scrape(t, m)
@@ -256,7 +263,7 @@ func TestMetricsGaugesFromSnapshots(t *testing.T) {
 		t.Error("gauges of a removed service are still written")
 	}
 	if !has(s, "podcell_cold_starts_total", svcLabel("web")) {
-		t.Error("the counters of a service seen by the gauges are not written")
+		t.Error("the counters of a service that started an instance are not written")
 	}
 }
 
@@ -329,6 +336,13 @@ func TestRequestsDoneAllocatesNothing(t *testing.T) {
 	h := NewHub(nil)
 	defer h.Close()
 	r := h.Requests("web")
+	// Declared, never answered: no series yet.
+	var b strings.Builder
+	h.Metrics.WritePrometheus(&b)
+	if strings.Contains(b.String(), `service="web"`) {
+		t.Errorf("a service that never answered has series:\n%s", b.String())
+	}
+	r.Done(200, time.Millisecond, "") // the first answer makes them
 	allocs := testing.AllocsPerRun(1000, func() {
 		r.Done(200, time.Millisecond, "")
 	})
