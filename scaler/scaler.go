@@ -43,6 +43,10 @@ type Options struct {
 	// instances and the config never holds it. An error fails that start
 	// (or standby). Nil: a service with ExpandEnv cannot start.
 	Expand func(value string) (string, error)
+	// BandwidthPerCoreMbit ties an instance's network rate to its memory as
+	// CPU is: this many Mbit/s per core (memory_MB/1769), in each
+	// direction, unless the service sets its own. Default 200.
+	BandwidthPerCoreMbit int
 }
 
 // Scaler owns the services and their containers.
@@ -63,6 +67,8 @@ type Scaler struct {
 	services map[string]*Service
 
 	cpuOffset atomic.Int64
+
+	net netState // the services' networks
 }
 
 // New probes the host through rt and starts watching container events.
@@ -94,6 +100,12 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	}
 	if opts.UserNS == "" {
 		opts.UserNS = "auto"
+	}
+	if opts.BandwidthPerCoreMbit == 0 {
+		opts.BandwidthPerCoreMbit = DefaultBandwidthPerCoreMbit
+	}
+	if err := CheckBandwidth("bandwidth_per_core", opts.BandwidthPerCoreMbit); err != nil {
+		return nil, err
 	}
 	s := &Scaler{rt: rt, host: host, opts: opts, log: opts.Logger, obs: opts.Observer, services: map[string]*Service{}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -130,6 +142,7 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim.BandwidthBps = BandwidthFor(cfg.MemoryMB, cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit)
 	if cfg.PauseAfter > 0 && !s.host.CanPause() {
 		s.log.Warn("this host cannot pause containers (rootless Podman on cgroup v1): idle instances are stopped after idle_timeout instead",
 			zap.String("service", cfg.Name))
@@ -305,6 +318,11 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 		}()
 	}
 	wg.Wait()
+	if !keep && errors.Join(errs...) == nil {
+		if err := svc.sc.removeNetwork(ctx, svc.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -348,6 +366,7 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) (ContainerS
 		Limits:      lim,
 		Cpuset:      lim.cpuset(s.host.CPUs, int(s.cpuOffset.Add(1))),
 		StopTimeout: cfg.StopGrace,
+		Network:     s.NetworkName(cfg.Name),
 	}
 	if !s.host.Rootless && s.opts.UserNS == "auto" {
 		cs.UserNS = "auto"
@@ -368,6 +387,7 @@ func (s *Scaler) ContainerSpec(cfg ServiceConfig) (ContainerSpec, error) {
 	if err != nil {
 		return ContainerSpec{}, err
 	}
+	lim.BandwidthBps = BandwidthFor(cfg.MemoryMB, cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit)
 	inst := &instance{name: s.containerName(cfg.Name), revision: cfg.Revision()}
 	return s.spec(inst, cfg, lim)
 }
@@ -402,7 +422,7 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		if err != nil {
 			return fail("the env could not be resolved", err)
 		}
-		if id, err = s.rt.Create(api, cs); err != nil {
+		if id, err = s.create(api, cs); err != nil {
 			return fail("the container could not be created", err)
 		}
 		svc.mu.Lock()
@@ -422,6 +442,15 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 	if info.Addr == "" {
 		return fail("the container has no reachable address", nil)
 	}
+	// Before the instance takes traffic: a request must never see it
+	// unfenced or unshaped.
+	in, err := s.sandbox(api, cfg, lim, info)
+	if err != nil {
+		return fail("the instance's network could not be fenced off and shaped", err)
+	}
+	svc.mu.Lock()
+	inst.net = in
+	svc.mu.Unlock()
 	p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || s.host.Rootless}
 	switch err := p.wait(ctx, inst.died, func(ctx context.Context) bool {
 		info, err := s.rt.Inspect(ctx, id)
@@ -528,6 +557,9 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
 		}
 	}
+	if err := s.reconcileNetworks(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -556,8 +588,8 @@ func (svc *Service) knownLocked(c ContainerInfo) bool {
 // revision and still answers.
 func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 	svc.mu.Lock()
-	rev, cfg := svc.rev, svc.cfg
-	if svc.knownLocked(c) || c.Labels[LabelRevision] != rev || svc.closed {
+	rev, cfg, lim := svc.rev, svc.cfg, svc.limits
+	if svc.knownLocked(c) || c.Labels[LabelRevision] != rev || svc.closed || !svc.sc.onServiceNetwork(svc.name, c) {
 		svc.mu.Unlock()
 		return false
 	}
@@ -587,6 +619,16 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 		inst.state = stStandby
 	default:
 		return false
+	}
+	if inst.state != stStandby {
+		// Routes and qdiscs live as long as the namespace, but the rate
+		// may have changed with bandwidth_per_core: set them again.
+		in, err := svc.sc.sandbox(ctx, cfg, lim, info)
+		if err != nil {
+			svc.log.Warn("cannot set up an earlier run's instance's network; replacing it", zap.String("container", info.Name), zap.Error(err))
+			return false
+		}
+		inst.net = in
 	}
 	svc.mu.Lock()
 	defer svc.mu.Unlock()

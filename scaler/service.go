@@ -80,6 +80,7 @@ type instance struct {
 	died       chan struct{} // closed when the engine reports the container died
 	exitCode   int
 	noPause    bool // a pause failed: do not try again
+	net        InstanceNet
 }
 
 type waiter struct {
@@ -537,7 +538,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	cs, err := s.sc.spec(inst, cfg, lim)
 	var id string
 	if err == nil {
-		id, err = s.sc.rt.Create(ctx, cs)
+		id, err = s.sc.create(ctx, cs)
 	}
 	s.mu.Lock()
 	if err != nil {
@@ -799,6 +800,7 @@ type InstanceSnapshot struct {
 	Revision string
 	Addr     string
 	Inflight int
+	Net      InstanceNet // its network and rate
 }
 
 // Count returns how many instances are in the given state ("ready", "paused"...).
@@ -824,7 +826,7 @@ func (s *Service) Snapshot() Snapshot {
 	snap := Snapshot{Name: s.cfg.Name, Revision: s.rev, Inflight: s.inflight, Queued: s.queue.Len()}
 	for _, inst := range s.instances {
 		snap.Instances = append(snap.Instances, InstanceSnapshot{ID: inst.id, Name: inst.name, State: inst.state.String(),
-			Revision: inst.revision, Addr: inst.addr, Inflight: inst.inflight})
+			Revision: inst.revision, Addr: inst.addr, Inflight: inst.inflight, Net: inst.net})
 	}
 	return snap
 }
