@@ -44,6 +44,11 @@ type App struct {
 	// AllowUnenforcedLimits runs services even where the host cannot
 	// enforce memory and CPU limits (rootless Podman on cgroup v1).
 	AllowUnenforcedLimits bool `json:"allow_unenforced_limits,omitempty"`
+	// BandwidthPerCoreMbit is each instance's network rate per core of
+	// memory (memory_mb/1769), in Mbit/s, in each direction, unless a
+	// service sets its bandwidth_mbit. Default 200. Read when the scaler
+	// starts: a change takes a restart.
+	BandwidthPerCoreMbit int `json:"bandwidth_per_core_mbit,omitempty"`
 	// KeepOnStop leaves instances running when Caddy stops, for the next
 	// start to adopt. By default they are stopped and removed.
 	KeepOnStop bool `json:"keep_on_stop,omitempty"`
@@ -192,6 +197,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
 	}
+	if a.BandwidthPerCoreMbit != 0 {
+		if err := scaler.CheckBandwidth("bandwidth_per_core_mbit", a.BandwidthPerCoreMbit); err != nil {
+			return fmt.Errorf("podcell: %w", err)
+		}
+	}
 	if a.KeepImages != nil && (*a.KeepImages < 0 || *a.KeepImages >= store.MaxRevisions) {
 		return fmt.Errorf("podcell: keep_images %d: use 0 to %d (rollback reaches no further back than the %d revisions kept)",
 			*a.KeepImages, store.MaxRevisions-1, store.MaxRevisions)
@@ -218,6 +228,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Owner:                 a.Owner,
 			UserNS:                a.UserNS,
 			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
+			BandwidthPerCoreMbit:  a.BandwidthPerCoreMbit,
 			KeepOnClose:           a.KeepOnStop,
 			Logger:                caddy.Log().Named("podcell"),
 			Observer:              hub,

@@ -29,6 +29,10 @@ type ServiceSpec struct {
 	TmpMB int `json:"tmp_mb,omitempty"`
 	// PidsLimit caps processes and threads (default 512).
 	PidsLimit int64 `json:"pids_limit,omitempty"`
+	// BandwidthMbit is each instance's network rate in each direction, in
+	// Mbit/s (1 to 100000). Default: the app's bandwidth_per_core_mbit
+	// times memory_mb/1769.
+	BandwidthMbit int `json:"bandwidth_mbit,omitempty"`
 
 	MinInstances int `json:"min_instances,omitempty"`
 	MaxInstances int `json:"max_instances,omitempty"` // default 10
@@ -61,26 +65,27 @@ type ServiceSpec struct {
 // config turns the spec into a scaler config with defaults.
 func (s ServiceSpec) config(name string) scaler.ServiceConfig {
 	return scaler.ServiceConfig{
-		Name:         name,
-		Image:        s.Image,
-		Command:      s.Command,
-		Port:         s.Port,
-		Env:          s.Env,
-		MemoryMB:     s.MemoryMB,
-		TmpMB:        s.TmpMB,
-		PidsLimit:    s.PidsLimit,
-		MinInstances: s.MinInstances,
-		MaxInstances: s.MaxInstances,
-		Concurrency:  s.Concurrency,
-		PauseAfter:   time.Duration(s.PauseAfter),
-		IdleTimeout:  time.Duration(s.IdleTimeout),
-		StableWindow: time.Duration(s.StableWindow),
-		QueueSize:    s.QueueSize,
-		QueueTimeout: time.Duration(s.QueueTimeout),
-		StartTimeout: time.Duration(s.StartTimeout),
-		HealthPath:   s.HealthPath,
-		DrainTimeout: time.Duration(s.DrainTimeout),
-		StopGrace:    time.Duration(s.StopGrace),
+		Name:          name,
+		Image:         s.Image,
+		Command:       s.Command,
+		Port:          s.Port,
+		Env:           s.Env,
+		MemoryMB:      s.MemoryMB,
+		TmpMB:         s.TmpMB,
+		PidsLimit:     s.PidsLimit,
+		BandwidthMbit: s.BandwidthMbit,
+		MinInstances:  s.MinInstances,
+		MaxInstances:  s.MaxInstances,
+		Concurrency:   s.Concurrency,
+		PauseAfter:    time.Duration(s.PauseAfter),
+		IdleTimeout:   time.Duration(s.IdleTimeout),
+		StableWindow:  time.Duration(s.StableWindow),
+		QueueSize:     s.QueueSize,
+		QueueTimeout:  time.Duration(s.QueueTimeout),
+		StartTimeout:  time.Duration(s.StartTimeout),
+		HealthPath:    s.HealthPath,
+		DrainTimeout:  time.Duration(s.DrainTimeout),
+		StopGrace:     time.Duration(s.StopGrace),
 	}.WithDefaults()
 }
 

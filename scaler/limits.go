@@ -128,11 +128,11 @@ func BandwidthFor(memoryMB, serviceMbit, perCoreMbit int) int64 {
 	return int64(perCoreMbit) * 1_000_000 * int64(memoryMB) / MBPerCore
 }
 
-// ParseBandwidth reads a rate in Mbit/s: "200", "200Mbit", "200Mbit/s",
+// ParseBandwidth reads option what's rate in Mbit/s: "200", "200Mbit", "200Mbit/s",
 // "200Mbps", "1Gbit", "1Gbit/s" or "1Gbps". Bits, not bytes: "MB" is
 // refused, since it would mean 8 times the rate in tc's and most people's
 // reading.
-func ParseBandwidth(s string) (int, error) {
+func ParseBandwidth(what, s string) (int, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := 1
 	for _, u := range []struct {
@@ -146,7 +146,7 @@ func ParseBandwidth(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(t)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("bandwidth %q: use a whole number of Mbit/s or Gbit/s, e.g. 200Mbit or 1Gbit", s)
+		return 0, fmt.Errorf("%s %q: use a whole number of Mbit/s or Gbit/s, e.g. %s 200Mbit or %s 1Gbit", what, s, what, what)
 	}
 	return n * mult, nil
 }
