@@ -8,8 +8,9 @@
 #   N        samples per figure (default 25): coldstart's samples, gateway's cold-start samples
 #   BUILD_N  rounds of the build benchmark (default 3; each round is 4 image builds per app)
 #   DISK_DEPLOYS  deploys per keep_images value of the disk benchmark (default 50)
+#   BW_N     rounds of the bandwidth benchmark (default 5; each moves about 4 s of traffic per target and direction)
 #   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart,
-#            ONLY=gateway, ONLY=build or ONLY=disk; the steps are coldstart, gateway, build and disk
+#            ONLY=gateway, ONLY=build, ONLY=disk or ONLY=bandwidth; the steps are coldstart, gateway, build, disk and bandwidth
 #   GO       the go command (default: go on PATH, else /usr/local/go/bin/go)
 #   PODCELL_PODMAN_URI  Podman API address (default unix:///run/podman/podman.sock)
 set -euo pipefail
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 N="${N:-25}"
 BUILD_N="${BUILD_N:-3}"
 DISK_DEPLOYS="${DISK_DEPLOYS:-50}"
+BW_N="${BW_N:-5}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 [ -x "$GO" ] || command -v "$GO" >/dev/null || { echo "run.sh: Go not found; install Go 1.26 or set GO=" >&2; exit 1; }
 export PATH="$(dirname "$GO"):$PATH"   # scalertest builds the hello image with `go build`
@@ -34,6 +36,7 @@ STEPS=(
   "gateway|$GO run ./benchmarks/gateway -n $N -json @JSON@"
   "build|$GO run ./benchmarks/build -n $BUILD_N -json @JSON@"
   "disk|$GO run ./benchmarks/disk -deploys $DISK_DEPLOYS -json @JSON@"
+  "bandwidth|$GO run ./benchmarks/bandwidth -n $BW_N -json @JSON@"
 )
 
 failed=0

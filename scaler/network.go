@@ -71,7 +71,7 @@ type netState struct {
 // networks is the engine's network API if services get networks of their
 // own: rootful Podman. Nil otherwise.
 func (s *Scaler) networks() Networks {
-	if s.host.Rootless {
+	if s.host.Rootless || s.opts.NoNetworkSandbox {
 		return nil
 	}
 	nw, _ := s.rt.(Networks)
@@ -245,8 +245,8 @@ func (s *Scaler) reconcileNetworks(ctx context.Context) error {
 // (or adoption's) goroutine, never on the request path.
 func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, info ContainerInfo) (InstanceNet, error) {
 	in := InstanceNet{Network: info.Network, RateMbit: float64(lim.BandwidthBps) / 1e6}
-	if _, ok := s.rt.(Networks); !ok {
-		in.RateMbit, in.Shaping = 0, "not shaped: the engine is not Podman"
+	if _, ok := s.rt.(Networks); !ok || s.opts.NoNetworkSandbox {
+		in.RateMbit, in.Shaping = 0, "not fenced or shaped: the engine is not Podman, or the sandbox is off"
 		return in, nil
 	}
 	bridge := ""

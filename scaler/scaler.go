@@ -47,6 +47,11 @@ type Options struct {
 	// CPU is: this many Mbit/s per core (memory_MB/1769), in each
 	// direction, unless the service sets its own. Default 200.
 	BandwidthPerCoreMbit int
+	// NoNetworkSandbox runs every instance on the engine's default
+	// network, unfenced and unshaped, as podcell did before services had
+	// networks of their own. Only for measuring what the sandbox costs
+	// (benchmarks/coldstart); the Caddy app never sets it.
+	NoNetworkSandbox bool
 }
 
 // Scaler owns the services and their containers.
