@@ -27,7 +27,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,19 +92,6 @@ func main() {
 		logf("%v", err)
 		os.Exit(1)
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func bareOwner() string { return *flagOwner + "-bare" }
@@ -198,7 +184,7 @@ func run(ctx context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
 	}
-	ports, err := freePorts(4)
+	ports, err := mach.FreePorts(4)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -131,21 +130,6 @@ type caddyProc struct {
 	log    string // Caddy's stdout and stderr
 	admin  string
 	exited chan struct{}
-}
-
-// freePorts returns n distinct free loopback ports: it holds all n
-// listeners open until it has them, so no port is handed out twice.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func buildCaddy(ctx context.Context, dir string) (string, error) {
@@ -1284,7 +1268,7 @@ func run(ctx context.Context) error {
 	}
 	machine.Caddy = caddyVersion(bin)
 
-	ports, err := freePorts(6)
+	ports, err := mach.FreePorts(6)
 	if err != nil {
 		return err
 	}
