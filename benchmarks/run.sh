@@ -8,7 +8,7 @@
 #   N        samples per figure (default 25): coldstart's samples, gateway's cold-start samples
 #   BUILD_N  rounds of the build benchmark (default 3; each round is 4 image builds per app)
 #   DISK_DEPLOYS  deploys per keep_images value of the disk benchmark (default 50)
-#   BW_N     rounds of the bandwidth benchmark (default 5; each moves about 4 s of traffic per target and direction)
+#   BW_N     rounds of the bandwidth benchmark (default 5; each moves about 8 s of traffic per shaped target and direction)
 #   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart,
 #            ONLY=gateway, ONLY=build, ONLY=disk or ONLY=bandwidth; the steps are coldstart, gateway, build, disk and bandwidth
 #   GO       the go command (default: go on PATH, else /usr/local/go/bin/go)

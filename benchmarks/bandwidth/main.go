@@ -48,7 +48,7 @@ var (
 	flagJSON    = flag.String("json", "", "also write the results as JSON to this file")
 	flagOwner   = flag.String("owner", "podcellbench-bw", "owner label of every container and network the benchmark makes; all are removed at start and end")
 	flagPerCore = flag.Int("per-core", scaler.DefaultBandwidthPerCoreMbit, "bandwidth_per_core in Mbit/s")
-	flagSeconds = flag.Float64("seconds", 4, "how long one transfer should take at the configured rate (sets its size)")
+	flagSeconds = flag.Float64("seconds", 8, "how long one transfer should take at the configured rate (sets its size)")
 )
 
 const tolerance = 0.20 // measured rate within ±20 % of the configured one
