@@ -38,13 +38,25 @@ const DefaultPort = 8080
 // build and start it.
 type Spec struct {
 	Source
-	Runtime string // one of Runtimes()
-	// Build is shell run (with sh -e) in /app after the source is copied;
-	// it may span lines. Empty: install the detected dependencies (and run
-	// package.json's build script). Leading install commands (pip install -r
-	// requirements.txt, npm ci, ...) run before the source is copied, so
-	// their layer stays cached while the manifests do not change.
+	// Runtime is one of Runtimes(); empty: detected from the app's files
+	// (see detectRuntime).
+	Runtime string
+	// Install replaces the detected dependency install (npm ci, pip install
+	// -r requirements.txt, ...): shell run with sh -e in /app. Empty: the
+	// detected one.
+	Install string
+	// Build is shell run (with sh -e) in /app after the dependencies are
+	// installed and the source is copied; it may span lines. Empty: run
+	// package.json's build script if it has one. Leading install commands
+	// (pip install -r requirements.txt, npm ci, ...) replace the detected
+	// install and run before the source is copied, so their layer stays
+	// cached while the manifests do not change.
 	Build string
+	// BuildEnv are environment variables of the install and build steps
+	// only (NODE_OPTIONS, NPM_CONFIG_*, ...): build arguments, not part of
+	// the running container's environment. They are visible in the image's
+	// history, so they are no place for secrets.
+	BuildEnv map[string]string
 	// Start is the shell command that starts the app. Empty: a Procfile's
 	// web: line, else python3 main.py / app.py, npm start (package.json start
 	// script) or node server.js, as the runtime has them.
@@ -67,7 +79,7 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	}
 	s.Source = src
 	rt, ok := LookupRuntime(s.Runtime)
-	if !ok {
+	if !ok && s.Runtime != "" {
 		return s, rt, unknownRuntime(s.Runtime)
 	}
 	if s.Port == 0 {
@@ -79,7 +91,10 @@ func (s Spec) normalize() (Spec, Runtime, error) {
 	if err := s.Limits.Validate(); err != nil {
 		return s, rt, err
 	}
-	for _, f := range []struct{ name, v string }{{"build", s.Build}, {"start", s.Start}} {
+	if err := checkBuildEnv(s.BuildEnv); err != nil {
+		return s, rt, err
+	}
+	for _, f := range []struct{ name, v string }{{"install", s.Install}, {"build", s.Build}, {"start", s.Start}} {
 		if len(f.v) > 64<<10 {
 			return s, rt, &InputError{Field: f.name, Reason: "is too long (more than 64 KiB)"}
 		}
@@ -126,12 +141,20 @@ type Options struct {
 	// negative: no limit). Over a limit the clone stops with an *InputError.
 	MaxRepoBytes int64
 	MaxRepoFiles int
+	// BuildCA is a PEM file, or a directory of *.crt/*.pem files, of extra
+	// CAs the install and build steps trust on top of the base image's
+	// (for a proxy that inspects TLS). Bound into those steps, not copied
+	// into the image.
+	BuildCA string
+	// BuildProxy is the HTTP proxy of the install and build steps.
+	BuildProxy Proxy
 }
 
 // Builder builds images from git repositories through one Podman API.
 type Builder struct {
 	rt     *scaler.Podman
 	opts   Options
+	ca     []byte // Options.BuildCA's certificates, or nil
 	clones chan struct{}
 	queue  *buildQueue
 	cg     cgroupSupport
@@ -181,7 +204,17 @@ func New(rt *scaler.Podman, opts Options) (*Builder, error) {
 	if opts.MaxRepoFiles == 0 {
 		opts.MaxRepoFiles = DefaultMaxRepoFiles
 	}
-	return &Builder{rt: rt, opts: opts, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds)}, nil
+	var ca []byte
+	if opts.BuildCA != "" {
+		var err error
+		if ca, err = loadCA(opts.BuildCA); err != nil {
+			return nil, fmt.Errorf("builder: build_ca: %w", err)
+		}
+	}
+	if err := opts.BuildProxy.Validate(); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	return &Builder{rt: rt, opts: opts, ca: ca, clones: make(chan struct{}, opts.MaxClones), queue: newBuildQueue(opts.MaxBuilds)}, nil
 }
 
 // Result describes a built image.
@@ -288,8 +321,15 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	if err != nil {
 		return nil, err
 	}
+	rt, detected, err := b.opts.runtimeFor(dir, spec, rt)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range detected {
+		log.printf("==> %s", n)
+	}
 	base, aptNode := b.opts.baseImage(rt)
-	p, err := generate(dir, rt, base, aptNode, spec, b.opts.User)
+	p, err := generate(dir, rt, base, aptNode, spec, buildSettings{user: b.opts.User, ca: b.ca != nil, proxy: b.opts.BuildProxy})
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +358,7 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 	// checkout itself: nothing is written where the repository's links
 	// could redirect it (see buildContext).
 	ctxDir := filepath.Join(tmp, "context")
-	if err := buildContext(dir, spec.RootDir, ctxDir, containerfileName, []byte(p.text)); err != nil {
+	if err := buildContext(dir, spec.RootDir, ctxDir, map[string][]byte{containerfileName: []byte(p.text)}); err != nil {
 		var ie *InputError
 		if errors.As(err, &ie) {
 			return nil, err
@@ -338,6 +378,13 @@ func (b *Builder) build(ctx context.Context, spec Spec, rt Runtime, tag string, 
 		MemorySwap: int64(lim.MemoryMB) << 20, // equal to memory: no swap on top
 		CPUPeriod:  100000,
 		CPUQuota:   int64(lim.CPUs * 100000),
+	}
+	if b.ca != nil {
+		ca := filepath.Join(tmp, "build-ca.pem")
+		if err := os.WriteFile(ca, b.ca, 0o600); err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
+		}
+		common.Secrets = []string{"id=" + caSecretID + ",src=" + ca}
 	}
 	var cg *buildCgroup
 	stopping := false // cg.stop removes cg later

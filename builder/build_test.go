@@ -128,7 +128,7 @@ func (e *buildEnv) build(spec Spec, tag string) (*Result, *timedLog) {
 	if err != nil {
 		e.t.Fatalf("inspect %s: %v", tag, err)
 	}
-	if img.Labels[LabelCommit] != res.Commit || img.Labels[LabelRepo] != spec.URL || img.Labels[LabelRuntime] != spec.Runtime {
+	if img.Labels[LabelCommit] != res.Commit || img.Labels[LabelRepo] != spec.URL || img.Labels[LabelRuntime] != res.Runtime || (spec.Runtime != "" && res.Runtime != spec.Runtime) {
 		e.t.Errorf("labels: %v", img.Labels)
 	}
 	if img.Config == nil || img.Config.User != defaultRuntimeUser {

@@ -18,6 +18,7 @@ const (
 	PurposeBase       = "base image"
 	PurposeNode       = "install Node.js into the base image"
 	PurposeEnv        = "environment"
+	PurposeBuildEnv   = "build argument"
 	PurposeWorkdir    = "working directory"
 	PurposeManifests  = "copy dependency manifests"
 	PurposeInstall    = "install dependencies"
@@ -60,29 +61,52 @@ type installGroup struct {
 var (
 	pythonManifests = []string{"requirements.txt", "pyproject.toml"}
 	npmManifests    = []string{"package.json", "package-lock.json", "npm-shrinkwrap.json", ".npmrc"}
-	yarnManifests   = []string{"package.json", "yarn.lock", ".yarnrc", ".npmrc"}
+	yarnManifests   = []string{"package.json", "yarn.lock", ".yarnrc", ".yarnrc.yml", ".npmrc"}
+	pnpmManifests   = []string{"package.json", "pnpm-lock.yaml", ".npmrc", ".pnpmfile.cjs"}
 )
 
 const pyprojectInstall = `python3 -c 'import subprocess, sys, tomllib; deps = tomllib.load(open("pyproject.toml", "rb")).get("project", {}).get("dependencies", []); print("pyproject.toml: %d dependencies" % len(deps)); deps and subprocess.check_call([sys.executable, "-m", "pip", "install", *deps])'`
+
+// buildSettings are what a build gets beside the app's spec: the user the
+// app runs as, and the builder's CA bundle and proxy for its steps.
+type buildSettings struct {
+	user  string
+	ca    bool // the build has the caSecretID secret
+	proxy Proxy
+}
 
 // generate writes the Containerfile for the app in dir, its directory in
 // the checkout. The files it reads or looks for there must be regular files
 // (see repoDir): a link or a special file in their place is an *InputError
 // naming it.
-func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user string) (*plan, error) {
+func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, set buildSettings) (*plan, error) {
 	p := &plan{}
 	r := &repoDir{dir: dir, root: spec.RootDir}
 	have := r.have
 	pkg := readPackageJSON(r)
 
 	var groups []installGroup
-	var build string
-	if strings.TrimSpace(spec.Build) == "" {
-		groups, build = detectInstall(r, rt, pkg, p)
+	build := strings.TrimSpace(spec.Build)
+	if install := strings.TrimSpace(spec.Install); install != "" {
+		var rest string
+		groups, rest = hoistInstall(install, have, pkg)
+		groups = withCorepack(groups, rt)
+		if rest != "" {
+			groups = append(groups, installGroup{kind: "install", cmds: []string{rest}})
+		}
+		p.notes = append(p.notes, "install command: "+oneLine(install)+" (set by install, instead of the detected one)")
 	} else {
-		groups, build = hoistInstall(spec.Build, have, pkg)
-		for _, g := range groups {
-			p.notes = append(p.notes, fmt.Sprintf("build command: %s runs before the source is copied (cached while %s stay the same)", strings.Join(g.cmds, " && "), filesOrNone(g.files)))
+		var detectedBuild string
+		groups, detectedBuild = detectInstall(r, rt, pkg, p)
+		if build == "" {
+			build = detectedBuild
+		} else if hoisted, rest := hoistInstall(build, have, pkg); len(hoisted) > 0 {
+			groups, build = withCorepack(hoisted, rt), rest
+			for _, g := range groups {
+				p.notes = append(p.notes, fmt.Sprintf("build command starts with %s: it replaces the detected install and runs before the source is copied (cached while %s stay the same)", strings.Join(g.cmds, " && "), filesOrNone(g.files)))
+			}
+		} else if len(groups) > 0 {
+			p.notes = append(p.notes, "build command: "+oneLine(build)+" (runs after the detected install)")
 		}
 	}
 
@@ -119,8 +143,26 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user
 	// Build-time settings shared by every app on this runtime, so this layer
 	// is cached across apps. HOME stays root's during the build: /tmp is a
 	// tmpfs at run time and would hide whatever the build put there.
-	add(PurposeEnv, "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false")
+	add(PurposeEnv, "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false COREPACK_HOME=/usr/local/share/corepack COREPACK_ENABLE_DOWNLOAD_PROMPT=0")
 	add(PurposeWorkdir, "WORKDIR /app")
+	// Build arguments reach the RUN steps after them, not the image's
+	// environment. Proxy settings first, then the spec's own.
+	for _, kv := range set.proxy.args() {
+		add(PurposeBuildEnv, "ARG %s=%s", kv[0], labelQuote(kv[1]))
+	}
+	for _, k := range sortedKeys(spec.BuildEnv) {
+		add(PurposeBuildEnv, "ARG %s=%s", k, labelQuote(spec.BuildEnv[k]))
+	}
+	if len(spec.BuildEnv) > 0 {
+		p.notes = append(p.notes, "build_env for the install and build steps: "+strings.Join(sortedKeys(spec.BuildEnv), ", "))
+	}
+	run := func(purpose, script string) {
+		if set.ca {
+			add(purpose, "RUN --mount=type=secret,id=%s,target=%s %s", caSecretID, caMountPath, shell(caPrelude+script))
+			return
+		}
+		add(purpose, "RUN %s", shell(script))
+	}
 	for _, g := range groups {
 		if !g.early {
 			continue
@@ -128,16 +170,16 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user
 		if len(g.files) > 0 {
 			add(PurposeManifests, "COPY %s", jsonArray(append(append([]string{}, g.files...), "./")...))
 		}
-		add(PurposeInstall, "RUN %s", shell(strings.Join(g.cmds, "\n")))
+		run(PurposeInstall, strings.Join(g.cmds, "\n"))
 	}
 	add(PurposeSource, "COPY . .")
 	for _, g := range groups {
 		if !g.early {
-			add(PurposeInstall, "RUN %s", shell(strings.Join(g.cmds, "\n")))
+			run(PurposeInstall, strings.Join(g.cmds, "\n"))
 		}
 	}
 	if strings.TrimSpace(build) != "" {
-		add(PurposeBuild, "RUN %s", shell(build))
+		run(PurposeBuild, build)
 	}
 	// The app runs as a user that owns nothing, on a read-only root with a
 	// tmpfs on /tmp: HOME and npm's cache go there.
@@ -145,9 +187,14 @@ func generate(dir string, rt Runtime, base string, aptNode bool, spec Spec, user
 	if rt.Node {
 		path = " PATH=/app/node_modules/.bin:$PATH"
 	}
+	if rt.Node {
+		// yarn and pnpm, if the build enabled them, run from corepack's
+		// cache in the image.
+		path += " COREPACK_HOME=/usr/local/share/corepack COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_ENABLE_NETWORK=0"
+	}
 	add(PurposeRuntimeEnv, "ENV HOME=/tmp npm_config_cache=/tmp/.npm PORT=%d%s", spec.Port, path)
 	add(PurposeExpose, "EXPOSE %d", spec.Port)
-	add(PurposeUser, "USER %s", user)
+	add(PurposeUser, "USER %s", set.user)
 	add(PurposeEntrypoint, "ENTRYPOINT []")
 	add(PurposeStart, "CMD %s", jsonArray("/bin/sh", "-c", execStart(start)))
 	p.text = b.String()
@@ -194,26 +241,20 @@ func detectInstall(dir *repoDir, rt Runtime, pkg *packageJSON, p *plan) ([]insta
 		}
 	}
 	if rt.Node && have("package.json") {
-		g := installGroup{kind: "npm", early: true}
-		switch {
-		case have("package-lock.json") || have("npm-shrinkwrap.json"):
-			g.cmds = []string{"npm ci"}
-		case have("yarn.lock"):
-			g.kind = "yarn"
-			g.cmds = []string{"if command -v yarn >/dev/null; then yarn install --frozen-lockfile; else npm install; fi"}
-		default:
-			g.cmds = []string{"npm install"}
+		pm := detectPackageManager(dir, pkg)
+		g := installGroup{kind: pm.name, cmds: pm.install(rt), files: pm.manifests(have), early: pm.early(have)}
+		if !g.early {
+			p.notes = append(p.notes, "dependencies are installed after the source is copied: "+pm.name+" may need files of the repository beyond its manifests")
 		}
-		g.files = manifestsPresent(g.kind, have)
-		if pkg != nil && pkg.hasInstallScripts() {
+		if g.early && pkg != nil && pkg.hasInstallScripts() {
 			g.early = false
 			p.notes = append(p.notes, "dependencies are installed after the source is copied: "+nodeEarlyHint)
 		}
 		groups = append(groups, g)
-		p.notes = append(p.notes, "package.json: "+g.cmds[0])
+		p.notes = append(p.notes, fmt.Sprintf("package manager %s (from %s): %s", pm.name, pm.why, strings.Join(g.cmds, " && ")))
 		if pkg != nil && pkg.Scripts["build"] != "" {
-			build = "npm run build"
-			p.notes = append(p.notes, "package.json has a build script: npm run build")
+			build = pm.name + " run build"
+			p.notes = append(p.notes, "package.json has a build script: "+build)
 		}
 	}
 	return groups, build
@@ -224,6 +265,8 @@ func manifestsPresent(kind string, have func(string) bool) []string {
 	switch kind {
 	case "yarn":
 		list = yarnManifests
+	case "pnpm":
+		list = pnpmManifests
 	case "pip":
 		list = pythonManifests[:1]
 	}
@@ -284,7 +327,7 @@ var (
 	shellSyntax = regexp.MustCompile(`['"` + "`" + `$;|<>(){}\\&!*?#~]`)
 	pipCommand  = regexp.MustCompile(`^(pip3?|python3?(\.\d+)? -m pip) install (.+)$`)
 	pkgSpec     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-\[\],=]*$`)
-	npmCommand  = regexp.MustCompile(`^(npm (ci|install|i)|yarn( install)?)((?: -[-\w=.]+)*)$`)
+	npmCommand  = regexp.MustCompile(`^(npm (ci|install|i)|yarn( install)?|pnpm (install|i))((?: -[-\w=.]+)*)$`)
 )
 
 // hoistable reports whether cmd is a dependency install that needs nothing
@@ -332,8 +375,11 @@ func hoistable(cmd string, have func(string) bool, pkg *packageJSON) (installGro
 			return installGroup{}, false
 		}
 		kind := "npm"
-		if strings.HasPrefix(cmd, "yarn") {
+		switch {
+		case strings.HasPrefix(cmd, "yarn"):
 			kind = "yarn"
+		case strings.HasPrefix(cmd, "pnpm"):
+			kind = "pnpm"
 		}
 		return installGroup{kind: kind, files: manifestsPresent(kind, have), cmds: []string{cmd}, early: true}, true
 	}
@@ -368,8 +414,12 @@ func requirementsSelfContained(data []byte) bool {
 }
 
 type packageJSON struct {
-	Scripts map[string]string `json:"scripts"`
-	Main    string            `json:"main"`
+	Scripts        map[string]string `json:"scripts"`
+	Main           string            `json:"main"`
+	PackageManager string            `json:"packageManager"`
+	// Engines' values are strings in a valid package.json; any is taken so
+	// that a stray number does not hide the rest of the file.
+	Engines map[string]any `json:"engines"`
 }
 
 // readPackageJSON parses the app's package.json, or returns nil if it has

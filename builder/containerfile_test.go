@@ -34,7 +34,7 @@ func gen(t *testing.T, files map[string]string, runtime string, spec Spec) *plan
 		spec.Port = DefaultPort
 	}
 	base, aptNode := Options{}.baseImage(rt)
-	p, err := generate(appDir(t, files), rt, base, aptNode, spec, defaultRuntimeUser)
+	p, err := generate(appDir(t, files), rt, base, aptNode, spec, buildSettings{user: defaultRuntimeUser})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +138,44 @@ func TestGenerateDetection(t *testing.T) {
 		{
 			name: "yarn", runtime: "node20-debian",
 			files: map[string]string{"package.json": `{"scripts":{"start":"x"}}`, "yarn.lock": ""},
-			early: []string{`COPY ["package.json","yarn.lock","./"]`, `RUN ["/bin/sh","-ec","if command -v yarn >/dev/null; then yarn install --frozen-lockfile; else npm install; fi"]`},
+			early: []string{`COPY ["package.json","yarn.lock","./"]`, `RUN ["/bin/sh","-ec","corepack enable\nyarn install --frozen-lockfile"]`},
 			start: "x",
+		},
+		{
+			name: "pnpm through corepack, its build script with pnpm", runtime: "node20-debian",
+			files: map[string]string{"package.json": `{"scripts":{"start":"x","build":"tsc"}}`, "pnpm-lock.yaml": "", ".npmrc": ""},
+			early: []string{`COPY ["package.json","pnpm-lock.yaml",".npmrc","./"]`, `RUN ["/bin/sh","-ec","corepack enable\npnpm install --frozen-lockfile"]`},
+			late:  []string{`RUN ["/bin/sh","-ec","pnpm run build"]`},
+			start: "x",
+		},
+		{
+			name: "yarn 2+ from packageManager installs after the source", runtime: "node20-debian",
+			files: map[string]string{"package.json": `{"packageManager":"yarn@4.1.0","scripts":{"start":"x"}}`, "yarn.lock": "", ".yarnrc.yml": ""},
+			late:  []string{`RUN ["/bin/sh","-ec","corepack enable\nyarn install --immutable"]`},
+			start: "x",
+		},
+		{
+			name: "yarn on a runtime without corepack gets it from npm", runtime: "python3.11-node",
+			files: map[string]string{"package.json": `{"scripts":{"start":"x"}}`, "yarn.lock": ""},
+			early: []string{`RUN ["/bin/sh","-ec","npm install -g corepack\ncorepack enable\nyarn install --frozen-lockfile"]`},
+			start: "x",
+		},
+		{
+			name: "a build command adds to the detected install", runtime: "node20-debian",
+			files: map[string]string{"package.json": `{"scripts":{"start":"next start","build":"next build"}}`, "package-lock.json": "{}"},
+			spec:  Spec{Build: "npm run build"},
+			early: []string{`COPY ["package.json","package-lock.json","./"]`, `RUN ["/bin/sh","-ec","npm ci"]`},
+			late:  []string{`RUN ["/bin/sh","-ec","npm run build"]`},
+			start: "next start",
+		},
+		{
+			name: "install replaces the detected install", runtime: "node20-debian",
+			files:  map[string]string{"package.json": `{"scripts":{"start":"x"}}`, "package-lock.json": "{}"},
+			spec:   Spec{Install: "npm ci --omit=dev && node scripts/fetch.js"},
+			early:  []string{`RUN ["/bin/sh","-ec","npm ci --omit=dev"]`},
+			late:   []string{`RUN ["/bin/sh","-ec","node scripts/fetch.js"]`},
+			absent: []string{`"npm ci"]`},
+			start:  "x",
 		},
 		{
 			name: "own install scripts install after the source", runtime: "node20-debian",
@@ -181,8 +217,9 @@ func TestGenerateDetection(t *testing.T) {
 			name: "explicit commands: shell syntax is not hoisted", runtime: "python3.11-debian",
 			files:  map[string]string{"requirements.txt": "x\n"},
 			spec:   Spec{Build: "pip install -r requirements.txt || true", Start: "x"},
+			early:  []string{`RUN ["/bin/sh","-ec","python3 -m pip install -r requirements.txt"]`},
 			late:   []string{`RUN ["/bin/sh","-ec","pip install -r requirements.txt || true"]`},
-			absent: []string{"COPY [", "apt-get"},
+			absent: []string{"apt-get"},
 			start:  "x",
 		},
 	} {
@@ -240,14 +277,14 @@ func TestGenerateBaseImage(t *testing.T) {
 
 func TestGenerateNoStart(t *testing.T) {
 	rt, _ := LookupRuntime("python3.11-debian")
-	_, err := generate(appDir(t, map[string]string{"requirements.txt": ""}), rt, "x", false, Spec{Port: 8080, Source: Source{RootDir: "api"}}, defaultRuntimeUser)
+	_, err := generate(appDir(t, map[string]string{"requirements.txt": ""}), rt, "x", false, Spec{Port: 8080, Source: Source{RootDir: "api"}}, buildSettings{user: defaultRuntimeUser})
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.Field != "start" || !strings.Contains(err.Error(), "root_dir api") {
 		t.Fatalf("err = %v, want a start error naming the root dir", err)
 	}
 	t.Log(err)
 	// A node start script does not count on a Python-only runtime.
-	_, err = generate(appDir(t, map[string]string{"package.json": `{"scripts":{"start":"x"}}`}), rt, "x", false, Spec{Port: 8080}, defaultRuntimeUser)
+	_, err = generate(appDir(t, map[string]string{"package.json": `{"scripts":{"start":"x"}}`}), rt, "x", false, Spec{Port: 8080}, buildSettings{user: defaultRuntimeUser})
 	if !errors.As(err, &ie) || ie.Field != "start" {
 		t.Fatalf("err = %v, want a start error", err)
 	}
@@ -265,7 +302,7 @@ func TestGenerateLinks(t *testing.T) {
 		{name: "start file consulted", link: "main.py", refused: true},
 		{name: "lock file consulted", link: "package-lock.json", refused: true},
 		{name: "Procfile not consulted with a start command", link: "Procfile", spec: Spec{Start: "python3 main.py"}},
-		{name: "requirements.txt not consulted with a build command", link: "requirements.txt", spec: Spec{Build: "make", Start: "x"}},
+		{name: "requirements.txt not consulted with an install command", link: "requirements.txt", spec: Spec{Install: "make", Start: "x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := appDir(t, map[string]string{"main.py": "", "package.json": "{}", "real": "web: python3 main.py\n"})
@@ -275,7 +312,7 @@ func TestGenerateLinks(t *testing.T) {
 			}
 			spec := tc.spec
 			spec.Port = 8080
-			_, err := generate(dir, rt, "x", false, spec, defaultRuntimeUser)
+			_, err := generate(dir, rt, "x", false, spec, buildSettings{user: defaultRuntimeUser})
 			var ie *InputError
 			switch {
 			case tc.refused && (!errors.As(err, &ie) || ie.Field != "file" || ie.Value != tc.link):
@@ -302,12 +339,16 @@ func TestSpecValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// No runtime: detected at build time.
+	if err := (Spec{Source: ok.Source}).Validate(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		spec  Spec
 		field string
 	}{
 		{Spec{Source: ok.Source, Runtime: "ruby3"}, "runtime"},
-		{Spec{Source: ok.Source}, "runtime"},
+		{Spec{Source: ok.Source, Install: "a\x00b"}, "install"},
 		{Spec{Source: ok.Source, Runtime: "node20-alpine", Port: 70000}, "port"},
 		{Spec{Source: ok.Source, Runtime: "node20-alpine", Start: "a\x00b"}, "start"},
 		{Spec{Source: Source{URL: "https://github.com/o/r", RootDir: "../up"}, Runtime: "node20-alpine"}, "root_dir"},

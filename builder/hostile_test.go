@@ -522,6 +522,6 @@ func TestReadRegular(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(app, "pipe"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := buildContext(app, "web", filepath.Join(t.TempDir(), "ctx"), containerfileName, []byte("FROM x\n"))
+	err := buildContext(app, "web", filepath.Join(t.TempDir(), "ctx"), map[string][]byte{containerfileName: []byte("FROM x\n")})
 	wantFileError(t, err, "web/pipe", "is a named pipe")
 }

@@ -186,29 +186,32 @@ func fileKind(m fs.FileMode) string {
 }
 
 // buildContext makes the build context at ctx (a path that does not exist
-// yet, outside the checkout): the Containerfile first, as ctx/name, then
-// the app's directory app mirrored below it: directories made anew, regular
+// yet, outside the checkout): the files podcell makes (made: the
+// Containerfile, the CA bundle) first, then the app's directory app
+// mirrored below it: directories made anew, regular
 // files hard linked (no data is copied), symbolic links made anew with the
 // same target if that resolves inside the context. Nothing is created by
 // following a link, so no file outside ctx is written. A link that leads
 // out of the context, or a special file, is an *InputError naming it; root
 // is the app's directory in the repository, for messages. The checkout's
-// .git directory and a file of the app named like the Containerfile (which
+// .git directory and a file of the app named like one of podcell's (which
 // Excludes keeps out of the image anyway) are left out.
-func buildContext(app, root, ctx, name string, containerfile []byte) error {
+func buildContext(app, root, ctx string, made map[string][]byte) error {
 	if err := os.Mkdir(ctx, 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(ctx, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(containerfile)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
+	for name, data := range made {
+		f, err := os.OpenFile(filepath.Join(ctx, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	repoPath := func(rel string) string {
 		if root == "" {
@@ -227,7 +230,7 @@ func buildContext(app, root, ctx, name string, containerfile []byte) error {
 		if rel == "." {
 			return nil
 		}
-		if rel == ".git" || rel == name {
+		if _, ours := made[rel]; rel == ".git" || ours {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

@@ -412,7 +412,30 @@ func remoteError(ctx context.Context, src Source, err error) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("clone %s: %w", src.URL, ctx.Err())
 	}
-	return fmt.Errorf("clone %s: %w", src.URL, err)
+	return fmt.Errorf("clone %s: %w", src.URL, serverError{err})
+}
+
+// serverError is an error whose text may come from the repository's server
+// (a sideband "ERR" message, an HTTP body): its control characters are
+// dropped, so that a log or a terminal shows it as text (go-git kept the
+// NUL that ends such a message; a hostile server could send terminal
+// escapes).
+type serverError struct{ err error }
+
+func (e serverError) Error() string { return printable(e.err.Error()) }
+func (e serverError) Unwrap() error { return e.err }
+
+// printable is s without control characters; tabs become spaces.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t':
+			return ' '
+		case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // Resolve returns the commit SHA that src's ref points to now, without

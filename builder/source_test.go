@@ -234,3 +234,16 @@ func TestCloneBounds(t *testing.T) {
 	}
 	t.Logf("hanging server: %v", err)
 }
+
+// TestRemoteErrorPrintable: text from the repository's server reaches the
+// log without the NUL go-git keeps or a terminal escape.
+func TestRemoteErrorPrintable(t *testing.T) {
+	cause := errors.New("remote error: access denied\x00 \x1b[31mred\x1b[0m\tend")
+	err := remoteError(context.Background(), Source{URL: "https://example.com/a.git"}, cause)
+	if got, want := err.Error(), "clone https://example.com/a.git: remote error: access denied [31mred[0m end"; got != want {
+		t.Errorf("err = %q, want %q", got, want)
+	}
+	if !errors.Is(err, cause) {
+		t.Error("the cause is lost")
+	}
+}

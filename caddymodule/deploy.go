@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,7 +192,7 @@ func deployStatus(name string) *DeployStatus {
 // service settings changed, it applies them to the current image.
 func (d *deployer) update(spec builder.Spec, cfg scaler.ServiceConfig, ref *serviceRef, poll time.Duration, reason string) error {
 	d.mu.Lock()
-	sourceChanged := d.spec != spec
+	sourceChanged := !reflect.DeepEqual(d.spec, spec) // Spec holds a map (BuildEnv)
 	d.spec, d.cfg, d.ref, d.poll = spec, cfg, ref, poll
 	current, running, record := d.current, d.running != nil, d.recordRevision
 	d.mu.Unlock()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -276,37 +278,74 @@ func proxy(w *statusWriter, r *http.Request, ref *serviceRef, rp *reverseproxy.H
 		}
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	for attempt := 1; ; attempt++ {
-		lease, err := svc.Acquire(r.Context())
-		if err != nil {
-			return acquireError(w, svc, err)
+	var proxyErr error
+	err := svc.TryWait(r.Context(), func(addr string, wait scaler.Wait) error {
+		repl.Set(upstreamPlaceholder, upstreams.value(addr))
+		if wait.Wake != scaler.WakeNone {
+			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(wait.Waited.Milliseconds(), 10)+"ms")
 		}
-		repl.Set(upstreamPlaceholder, lease.Upstream)
-		if lease.Wake != scaler.WakeNone {
-			w.Header().Set("Podcell-Cold-Start", strconv.FormatInt(lease.Waited.Milliseconds(), 10)+"ms")
+		proxyErr = rp.ServeHTTP(w, r, next)
+		// An instance that refuses the connection has just exited (its
+		// event is on the way) or is going. Nothing reached the app and
+		// nothing was answered, so the scaler hands the request to another
+		// instance, once: a second refusal is answered as it is.
+		var dialErr reverseproxy.DialError
+		if proxyErr != nil && errors.As(proxyErr, &dialErr) && w.status == 0 {
+			return scaler.ErrRefused
 		}
-		refused := false
-		err = func() error {
-			defer func() {
-				if refused {
-					lease.Refused()
-				} else {
-					lease.Release()
-				}
-			}()
-			err := rp.ServeHTTP(w, r, next)
-			// An instance that refuses the connection has just exited (its
-			// event is on the way) or is going. Nothing reached the app and
-			// nothing was answered, so another instance can take the
-			// request, once: a second refusal is answered as it is.
-			var dialErr reverseproxy.DialError
-			refused = err != nil && errors.As(err, &dialErr) && w.status == 0 && attempt == 1 && r.Context().Err() == nil
-			return err
-		}()
-		if !refused {
-			return err
+		if proxyErr != nil {
+			return errProxied
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case err == errProxied || errors.Is(err, scaler.ErrRefused):
+		return proxyErr
+	}
+	return acquireError(w, svc, err)
+}
+
+// errProxied tells serve's Try function's error (the proxy's, kept aside)
+// from the scaler's.
+var errProxied = errors.New("podcell: the proxy failed")
+
+// upstreams holds each instance address boxed in an interface value, as
+// the replacer takes it: boxing a string allocates, and the warm path
+// allocates nothing. Copy on write: a request only loads the map; a new
+// address (a new instance) copies it. Instances come and go on new ports,
+// so a full map starts again empty and refills with the addresses in use.
+var upstreams upstreamValues
+
+const maxUpstreamValues = 1024
+
+type upstreamValues struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]any]
+}
+
+func (u *upstreamValues) value(addr string) any {
+	if m := u.m.Load(); m != nil {
+		if v, ok := (*m)[addr]; ok {
+			return v
 		}
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := map[string]any{}
+	if old := u.m.Load(); old != nil {
+		if v, ok := (*old)[addr]; ok {
+			return v // another request added it meanwhile
+		}
+		if len(*old) < maxUpstreamValues {
+			m = maps.Clone(*old)
+		}
+	}
+	v := any(addr)
+	m[addr] = v
+	u.m.Store(&m)
+	return v
 }
 
 // acquireError maps a scaler error to the answer a client should see:

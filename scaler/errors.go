@@ -13,6 +13,10 @@ var (
 	ErrQueueTimeout = errors.New("podcell: timed out waiting for an instance")
 	// ErrClosed: the service was removed or the scaler closed.
 	ErrClosed = errors.New("podcell: service closed")
+	// ErrRefused, wrapped in the error a Try function returns, says that
+	// the instance refused the connection before anything reached the app
+	// (see Service.Try).
+	ErrRefused = errors.New("podcell: the instance refused the connection")
 )
 
 // StartError says why an instance failed to start: it exited, timed out, or

@@ -1,4 +1,4 @@
-package scaler
+package scaler_test
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/scaler/scalertest"
 )
 
 // The env values a service's ExpandEnv names are resolved at each
@@ -14,9 +17,9 @@ import (
 func TestExpandEnvAtCreate(t *testing.T) {
 	var mu sync.Mutex
 	secret, calls := "one", 0
-	f := newFake(t)
-	f.setAutoReady(true)
-	sc, err := New(context.Background(), f, Options{Expand: func(v string) (string, error) {
+	f := scalertest.NewFake(t)
+	f.SetAutoReady(true)
+	sc, err := scaler.New(context.Background(), f, scaler.Options{Expand: func(v string) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -29,7 +32,7 @@ func TestExpandEnvAtCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close(context.Background())
-	cfg := svcConfig(func(c *ServiceConfig) {
+	cfg := svcConfig(func(c *scaler.ServiceConfig) {
 		c.Env = map[string]string{"TOKEN": "t={file./run/secret}", "LITERAL": "{file./run/secret}"}
 		c.ExpandEnv = []string{"TOKEN"}
 	})
@@ -59,10 +62,8 @@ func TestExpandEnvAtCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	lease.Release()
-	f.mu.Lock()
-	got := f.containers[f.started[0]].spec.Env["TOKEN"]
-	f.mu.Unlock()
-	if got != "t=two" {
+	spec, _ := f.Spec(f.StartedIDs()[0])
+	if got := spec.Env["TOKEN"]; got != "t=two" {
 		t.Errorf("started container's TOKEN = %q, want t=two", got)
 	}
 
@@ -70,13 +71,13 @@ func TestExpandEnvAtCreate(t *testing.T) {
 	mu.Lock()
 	secret = ""
 	mu.Unlock()
-	svc2 := apply(t, sc, svcConfig(func(c *ServiceConfig) {
+	svc2 := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) {
 		c.Name = "other"
 		c.Env = map[string]string{"TOKEN": "{file./run/secret}"}
 		c.ExpandEnv = []string{"TOKEN"}
 	}))
 	_, err = svc2.Acquire(context.Background())
-	var se *StartError
+	var se *scaler.StartError
 	if !errors.As(err, &se) || !strings.Contains(se.Reason, "env could not be resolved") || !strings.Contains(se.Error(), "env TOKEN: {file./run/secret}") {
 		t.Fatalf("start with a missing source: %v, want a StartError naming env TOKEN and its placeholder", err)
 	}
@@ -85,7 +86,7 @@ func TestExpandEnvAtCreate(t *testing.T) {
 // Resolved or literal makes a different container: the revision says so,
 // and ExpandEnv must name a variable env sets.
 func TestExpandEnvRevisionAndValidate(t *testing.T) {
-	plain := svcConfig(func(c *ServiceConfig) { c.Env = map[string]string{"A": "{env.X}"} }).WithDefaults()
+	plain := svcConfig(func(c *scaler.ServiceConfig) { c.Env = map[string]string{"A": "{env.X}"} }).WithDefaults()
 	expanded := plain
 	expanded.ExpandEnv = []string{"A"}
 	if plain.Revision() == expanded.Revision() {

@@ -1,16 +1,41 @@
 package scaler
 
-import "testing"
+import "context"
 
-// The fake runtime, for tests outside the package (package scaler_test)
-// that need a scaler without Podman.
+// Internals for the tests of package scaler_test, which use scalertest's
+// fake runtime (scalertest imports scaler, so tests inside the package
+// cannot).
 
-type FakeRuntime = fakeRuntime
+// QueueLen and CountState look at a service without reading instance ids,
+// so a test polling them while containers are created stays clear of id
+// handling (that is TestServiceInstanceIDDataRace's job).
+func QueueLen(s *Service) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.Len()
+}
 
-func NewFakeRuntime(t *testing.T) *FakeRuntime { return newFake(t) }
+// CountState counts the service's instances in state ("starting", "ready"...).
+func CountState(s *Service, state string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, inst := range s.instances {
+		if inst.state.String() == state {
+			n++
+		}
+	}
+	return n
+}
 
-func (f *fakeRuntime) SetAutoReady(on bool)          { f.setAutoReady(on) }
-func (f *fakeRuntime) SetLogs(lines ...string)       { f.setLogs(lines...) }
-func (f *fakeRuntime) Write(id, stream, text string) { f.write(id, stream, text) }
-func (f *fakeRuntime) Exit(id string, code int)      { f.exit(id, code) }
-func (f *fakeRuntime) StartedIDs() []string          { return f.startedIDs() }
+// LoopDone is closed when the service's policy loop has ended.
+func LoopDone(s *Service) <-chan struct{} { return s.done }
+
+// Lease, Acquire and Release are the request path's halves, which Try
+// joins: tests that hold an instance across steps (a full queue, a drain)
+// take and give back leases themselves.
+type Lease = lease
+
+func (s *Service) Acquire(ctx context.Context) (Lease, error) { return s.acquire(ctx) }
+
+func (l Lease) Release() { l.release() }

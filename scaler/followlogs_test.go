@@ -1,71 +1,9 @@
 package scaler
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 )
-
-func TestFakeFollowLogs(t *testing.T) {
-	f := newFake(t)
-	ctx := context.Background()
-	id, err := f.Create(ctx, ContainerSpec{Name: "c1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Start(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	f.write(id, "stdout", "before")
-	since := time.Now()
-	f.write(id, "stderr", "after")
-
-	got := make(chan LogLine, 10)
-	done := make(chan error, 1)
-	go func() { done <- f.FollowLogs(ctx, id, since, func(l LogLine) { got <- l }) }()
-	next := func() LogLine {
-		t.Helper()
-		select {
-		case l := <-got:
-			return l
-		case <-time.After(5 * time.Second):
-			t.Fatal("no line")
-			return LogLine{}
-		}
-	}
-	if l := next(); l.Stream != "stderr" || l.Text != "after" {
-		t.Errorf("first line %+v, want stderr's \"after\" (the one before since is skipped)", l)
-	}
-	f.write(id, "stdout", "live")
-	if l := next(); l.Stream != "stdout" || l.Text != "live" {
-		t.Errorf("second line %+v, want stdout's \"live\"", l)
-	}
-	f.exit(id, 0)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("FollowLogs after exit: %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("FollowLogs still follows an exited container")
-	}
-
-	// A canceled follow returns ctx's error.
-	id2, _ := f.Create(ctx, ContainerSpec{Name: "c2"})
-	f.Start(ctx, id2)
-	cctx, cancel := context.WithCancel(ctx)
-	go func() { done <- f.FollowLogs(cctx, id2, time.Time{}, func(LogLine) {}) }()
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("canceled FollowLogs: %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("FollowLogs ignores its context")
-	}
-}
 
 func TestPodmanLogFrame(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456789, time.UTC)

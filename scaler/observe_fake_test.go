@@ -16,7 +16,7 @@ import (
 // crash show in the metrics, the instance's output is collected while it
 // lives, and the crash is an event.
 func TestFakeDrivesObserveHub(t *testing.T) {
-	f := scaler.NewFakeRuntime(t)
+	f := scalertest.NewFake(t)
 	f.SetAutoReady(true)
 	hub := observe.NewHub(f)
 	sc, err := scaler.New(context.Background(), f, scaler.Options{Observer: hub})

@@ -1,4 +1,4 @@
-package scaler
+package scaler_test
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/scaler/scalertest"
 )
 
 // recorder is an Observer that keeps what it is told, one string per call
@@ -17,8 +20,8 @@ type recorder struct {
 	calls     []string
 	coldTook  []time.Duration
 	resumed   []time.Duration
-	crashes   []Crash
-	failures  []*StartError
+	crashes   []scaler.Crash
+	failures  []*scaler.StartError
 	queueWait []time.Duration // of served requests
 }
 
@@ -35,7 +38,7 @@ func (r *recorder) InstanceStarted(service, id string, took time.Duration) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) InstanceStartFailed(service, id string, err *StartError) {
+func (r *recorder) InstanceStartFailed(service, id string, err *scaler.StartError) {
 	r.add("start failed %s %s", service, id)
 	r.mu.Lock()
 	r.failures = append(r.failures, err)
@@ -51,7 +54,7 @@ func (r *recorder) InstanceResumed(service, id string, took time.Duration) {
 
 func (r *recorder) InstancePaused(service, id string) { r.add("paused %s %s", service, id) }
 
-func (r *recorder) InstanceCrashed(service, id string, c Crash) {
+func (r *recorder) InstanceCrashed(service, id string, c scaler.Crash) {
 	r.add("crashed %s %s", service, id)
 	r.mu.Lock()
 	r.crashes = append(r.crashes, c)
@@ -62,9 +65,9 @@ func (r *recorder) InstanceRemoved(service, id string) { r.add("removed %s %s", 
 
 func (r *recorder) Scaled(service string, from, to int) { r.add("scaled %s %d->%d", service, from, to) }
 
-func (r *recorder) Queued(service string, waited time.Duration, wake Wake, outcome QueueOutcome) {
+func (r *recorder) Queued(service string, waited time.Duration, wake scaler.Wake, outcome scaler.QueueOutcome) {
 	r.add("queued %s %s %s", service, wake, outcome)
-	if outcome == QueueServed {
+	if outcome == scaler.QueueServed {
 		r.mu.Lock()
 		r.queueWait = append(r.queueWait, waited)
 		r.mu.Unlock()
@@ -107,11 +110,11 @@ func (r *recorder) has(call string) func() bool {
 	return func() bool { return r.count(call) > 0 }
 }
 
-func newObservedScaler(t *testing.T) (*Scaler, *fakeRuntime, *recorder) {
+func newObservedScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake, *recorder) {
 	t.Helper()
-	f := newFake(t)
+	f := scalertest.NewFake(t)
 	rec := &recorder{}
-	sc, err := New(context.Background(), f, Options{Observer: rec})
+	sc, err := scaler.New(context.Background(), f, scaler.Options{Observer: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +133,9 @@ func TestServiceObserverColdStart(t *testing.T) {
 	out := make(chan acquired, 1)
 	acquireAsync(svc, 0, out)
 	waitFor(t, "container started", started(f, 1))
-	id := f.startedIDs()[0]
+	id := f.StartedIDs()[0]
 	time.Sleep(20 * time.Millisecond) // a start that takes a while
-	f.ready(id)
+	f.Ready(id)
 	a := receive(t, out)
 	if a.err != nil {
 		t.Fatal(a.err)
@@ -171,8 +174,8 @@ func TestServiceObserverColdStart(t *testing.T) {
 
 func TestServiceObserverCrash(t *testing.T) {
 	sc, f, rec := newObservedScaler(t)
-	f.setAutoReady(true)
-	f.setLogs("allocating", "Killed")
+	f.SetAutoReady(true)
+	f.SetLogs("allocating", "Killed")
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	l, err := svc.Acquire(context.Background())
@@ -180,8 +183,8 @@ func TestServiceObserverCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release()
-	id := f.startedIDs()[0]
-	f.exit(id, 137)
+	id := f.StartedIDs()[0]
+	f.Exit(id, 137)
 	waitFor(t, "removal reported", rec.has("removed hello "+id))
 
 	if n := rec.count("crashed hello " + id); n != 1 {
@@ -202,16 +205,16 @@ func TestServiceObserverCrash(t *testing.T) {
 
 func TestServiceObserverStartFailure(t *testing.T) {
 	sc, f, rec := newObservedScaler(t)
-	f.setLogs("panic: boom")
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1 }))
+	f.SetLogs("panic: boom")
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.MaxInstances = 1 }))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 2)
 	acquireAsync(svc, 0, out)
 	acquireAsync(svc, 1, out)
 	waitFor(t, "two requests queued", queued(svc, 2))
 	waitFor(t, "container started", started(f, 1))
-	id := f.startedIDs()[0]
-	f.exit(id, 3)
+	id := f.StartedIDs()[0]
+	f.Exit(id, 3)
 	for range 2 {
 		if a := receive(t, out); a.err == nil {
 			t.Fatal("a request got an instance that never started")
@@ -243,17 +246,17 @@ func TestServiceObserverStartFailure(t *testing.T) {
 
 func TestServiceObserverQueueFullAndTimeout(t *testing.T) {
 	sc, _, rec := newObservedScaler(t)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) {
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) {
 		c.MaxInstances, c.QueueSize, c.QueueTimeout = 1, 1, 300*time.Millisecond
 	}))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 1)
 	acquireAsync(svc, 0, out)
 	waitFor(t, "a request queued", queued(svc, 1))
-	if _, err := svc.Acquire(context.Background()); !errors.Is(err, ErrQueueFull) {
+	if _, err := svc.Acquire(context.Background()); !errors.Is(err, scaler.ErrQueueFull) {
 		t.Fatalf("second Acquire: %v, want ErrQueueFull", err)
 	}
-	if a := receive(t, out); !errors.Is(a.err, ErrQueueTimeout) {
+	if a := receive(t, out); !errors.Is(a.err, scaler.ErrQueueTimeout) {
 		t.Fatalf("first Acquire: %v, want ErrQueueTimeout", a.err)
 	}
 	if rec.count("queued hello none full") != 1 || rec.count("queued hello none timeout") != 1 {
@@ -275,15 +278,15 @@ func TestServiceObserverQueueFullAndTimeout(t *testing.T) {
 
 func TestServiceObserverPauseResume(t *testing.T) {
 	sc, f, rec := newObservedScaler(t)
-	f.setAutoReady(true)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.PauseAfter = 100 * time.Millisecond }))
+	f.SetAutoReady(true)
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.PauseAfter = 100 * time.Millisecond }))
 	waitFor(t, "standby created", standbyReady(svc))
 	l, err := svc.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Release()
-	id := f.startedIDs()[0]
+	id := f.StartedIDs()[0]
 	waitFor(t, "pause reported", rec.has("paused hello "+id))
 	waitFor(t, "instance paused", func() bool { return svc.Snapshot().Count("paused") == 1 })
 	l, err = svc.Acquire(context.Background())
@@ -291,7 +294,7 @@ func TestServiceObserverPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release()
-	if l.Wake != WakeResume {
+	if l.Wake != scaler.WakeResume {
 		t.Fatalf("lease woke by %v, want resume", l.Wake)
 	}
 	if n := rec.count("resumed hello " + id); n != 1 {
@@ -310,7 +313,7 @@ func TestServiceObserverPauseResume(t *testing.T) {
 
 func TestServiceObserverRemove(t *testing.T) {
 	sc, f, rec := newObservedScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	l, err := svc.Acquire(context.Background())
@@ -318,7 +321,7 @@ func TestServiceObserverRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release()
-	id := f.startedIDs()[0]
+	id := f.StartedIDs()[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := sc.Remove(ctx, "hello"); err != nil {
@@ -335,22 +338,19 @@ func TestServiceObserverRemove(t *testing.T) {
 // With an observer, the warm path still allocates nothing: it calls none.
 func TestServiceObserverWarmPathAllocatesNothing(t *testing.T) {
 	sc, f, _ := newObservedScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	ctx := context.Background()
-	l, err := svc.Acquire(ctx)
-	if err != nil {
+	noop := func(string) error { return nil }
+	if err := svc.Try(ctx, noop); err != nil {
 		t.Fatal(err)
 	}
-	l.Release()
 	allocs := testing.AllocsPerRun(1000, func() {
-		l, err := svc.Acquire(ctx)
-		if err != nil {
+		if err := svc.Try(ctx, noop); err != nil {
 			t.Fatal(err)
 		}
-		l.Release()
 	})
 	if allocs != 0 {
-		t.Errorf("a warm Acquire + Release with an observer allocates %.1f times, want 0", allocs)
+		t.Errorf("a warm Try with an observer allocates %.1f times, want 0", allocs)
 	}
 }

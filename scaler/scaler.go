@@ -1,7 +1,8 @@
 // Package scaler runs services as Podman containers that scale from zero to a
 // maximum by in-flight load and back to zero when idle. It knows nothing of
-// HTTP routing: the gateway asks a Service for an instance (Acquire), proxies
-// to its address and releases it.
+// HTTP routing: the gateway hands a Service a function (Service.Try), which
+// runs with an instance's address, and the Service takes the instance back
+// when it returns.
 package scaler
 
 import (
@@ -604,7 +605,7 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 	if err != nil {
 		return false
 	}
-	inst := &instance{id: c.ID, name: info.Name, revision: rev, addr: info.Addr, addrAny: info.Addr, lastActive: time.Now(), died: make(chan struct{})}
+	inst := &instance{id: c.ID, name: info.Name, revision: rev, addr: info.Addr, lastActive: time.Now(), died: make(chan struct{})}
 	switch info.State {
 	case StateRunning:
 		p := prober{addr: info.Addr, path: cfg.HealthPath, http: cfg.HealthPath != "" || svc.sc.host.Rootless}

@@ -1,4 +1,4 @@
-package scaler
+package scaler_test
 
 import (
 	"context"
@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/scaler"
+	"github.com/podcell/podcell/scaler/scalertest"
 )
 
 // svcConfig is a service whose policy timers stay out of the way of a test
 // (no pausing, no idling out, no scale-in) while the loop ticks every 50ms.
-func svcConfig(mod func(*ServiceConfig)) ServiceConfig {
-	c := ServiceConfig{
+func svcConfig(mod func(*scaler.ServiceConfig)) scaler.ServiceConfig {
+	c := scaler.ServiceConfig{
 		Name: "hello", Image: "localhost/hello:latest",
 		Concurrency: 1, MaxInstances: 3,
 		PauseAfter: -1, IdleTimeout: time.Minute, StableWindow: time.Minute, DrainTimeout: 500 * time.Millisecond,
@@ -25,10 +28,10 @@ func svcConfig(mod func(*ServiceConfig)) ServiceConfig {
 	return c
 }
 
-func newTestScaler(t *testing.T) (*Scaler, *fakeRuntime) {
+func newTestScaler(t *testing.T) (*scaler.Scaler, *scalertest.Fake) {
 	t.Helper()
-	f := newFake(t)
-	sc, err := New(context.Background(), f, Options{})
+	f := scalertest.NewFake(t)
+	sc, err := scaler.New(context.Background(), f, scaler.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func newTestScaler(t *testing.T) (*Scaler, *fakeRuntime) {
 	return sc, f
 }
 
-func apply(t *testing.T, sc *Scaler, cfg ServiceConfig) *Service {
+func apply(t *testing.T, sc *scaler.Scaler, cfg scaler.ServiceConfig) *scaler.Service {
 	t.Helper()
 	svc, err := sc.Apply(cfg)
 	if err != nil {
@@ -51,12 +54,12 @@ func apply(t *testing.T, sc *Scaler, cfg ServiceConfig) *Service {
 
 type acquired struct {
 	i     int
-	lease Lease
+	lease scaler.Lease
 	err   error
 }
 
 // acquireAsync calls Acquire in a goroutine and reports on out.
-func acquireAsync(svc *Service, i int, out chan<- acquired) {
+func acquireAsync(svc *scaler.Service, i int, out chan<- acquired) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -76,38 +79,23 @@ func receive(t *testing.T, ch <-chan acquired) acquired {
 	}
 }
 
-// queueLen and countState look at a service without reading instance ids,
-// so a test polling them while containers are created stays clear of id
-// handling (that is TestServiceInstanceIDDataRace's job).
-func queueLen(svc *Service) int {
-	svc.mu.Lock()
-	defer svc.mu.Unlock()
-	return svc.queue.Len()
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	scalertest.Eventually(t, 5*time.Second, "timed out waiting for "+what, cond)
 }
 
-func countState(svc *Service, st instState) int {
-	svc.mu.Lock()
-	defer svc.mu.Unlock()
-	n := 0
-	for _, inst := range svc.instances {
-		if inst.state == st {
-			n++
-		}
-	}
-	return n
+func queued(svc *scaler.Service, n int) func() bool {
+	return func() bool { return scaler.QueueLen(svc) == n }
 }
 
-func queued(svc *Service, n int) func() bool {
-	return func() bool { return queueLen(svc) == n }
-}
-
-func started(f *fakeRuntime, n int) func() bool {
-	return func() bool { return len(f.startedIDs()) == n }
+func started(f *scalertest.Fake, n int) func() bool {
+	return func() bool { return len(f.StartedIDs()) == n }
 }
 
 // standbyReady: the service holds a created standby container. Tests wait
 // for it before their first Acquire, so the first start takes the standby.
-func standbyReady(svc *Service) func() bool {
+func standbyReady(svc *scaler.Service) func() bool {
 	return func() bool {
 		for _, i := range svc.Snapshot().Instances {
 			if i.State == "standby" && i.ID != "" {
@@ -120,7 +108,7 @@ func standbyReady(svc *Service) func() bool {
 
 func TestServiceAcquireFromZero(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	ctx := context.Background()
@@ -129,14 +117,14 @@ func TestServiceAcquireFromZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lease.Wake != WakeStart {
+	if lease.Wake != scaler.WakeStart {
 		t.Errorf("Wake = %v, want start", lease.Wake)
 	}
-	ids := f.startedIDs()
+	ids := f.StartedIDs()
 	if len(ids) != 1 {
 		t.Fatalf("started %v, want exactly one container", ids)
 	}
-	if want := f.addr(ids[0]); lease.Addr != want {
+	if want := f.Addr(ids[0]); lease.Addr != want {
 		t.Errorf("lease.Addr = %q, want the started container's %q", lease.Addr, want)
 	}
 	if n := svc.Stats.ColdStarts.Load(); n != 1 {
@@ -154,10 +142,10 @@ func TestServiceAcquireFromZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lease2.Release()
-	if lease2.Wake != WakeNone || lease2.Waited != 0 || lease2.Addr != lease.Addr {
+	if lease2.Wake != scaler.WakeNone || lease2.Waited != 0 || lease2.Addr != lease.Addr {
 		t.Errorf("second lease = %+v, want the same instance without waiting", lease2)
 	}
-	if got := f.startedIDs(); len(got) != 1 {
+	if got := f.StartedIDs(); len(got) != 1 {
 		t.Errorf("started %v after the second Acquire, want still one", got)
 	}
 }
@@ -176,7 +164,7 @@ func TestServiceConcurrentAcquires(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%d requests, concurrency %d, max %d", tc.n, tc.concurrency, tc.maxInstances), func(t *testing.T) {
 			sc, f := newTestScaler(t)
-			svc := apply(t, sc, svcConfig(func(c *ServiceConfig) {
+			svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) {
 				c.Concurrency, c.MaxInstances = tc.concurrency, tc.maxInstances
 			}))
 			waitFor(t, "standby created", standbyReady(svc))
@@ -185,26 +173,26 @@ func TestServiceConcurrentAcquires(t *testing.T) {
 				acquireAsync(svc, i, out)
 			}
 			waitFor(t, "all requests queued", queued(svc, tc.n))
-			if got := countState(svc, stStarting); got != tc.want {
+			if got := scaler.CountState(svc, "starting"); got != tc.want {
 				t.Errorf("%d instances starting, want %d", got, tc.want)
 			}
 			waitFor(t, "containers started", started(f, tc.want))
-			ids := f.startedIDs()
+			ids := f.StartedIDs()
 			addrs := map[string]bool{}
 			for _, id := range ids {
-				addrs[f.addr(id)] = true
-				f.ready(id)
+				addrs[f.Addr(id)] = true
+				f.Ready(id)
 			}
 
 			// Every started instance serves its full concurrency to waiters.
 			served := min(tc.n, tc.want*tc.concurrency)
-			var leases []Lease
+			var leases []scaler.Lease
 			for range served {
 				a := receive(t, out)
 				if a.err != nil {
 					t.Fatalf("request %d: %v", a.i, a.err)
 				}
-				if a.lease.Wake != WakeStart || !addrs[a.lease.Addr] {
+				if a.lease.Wake != scaler.WakeStart || !addrs[a.lease.Addr] {
 					t.Errorf("request %d: lease %+v, want a cold-started instance", a.i, a.lease)
 				}
 				leases = append(leases, a.lease)
@@ -220,7 +208,7 @@ func TestServiceConcurrentAcquires(t *testing.T) {
 				if a.err != nil {
 					t.Fatalf("request %d: %v", a.i, a.err)
 				}
-				if a.lease.Wake != WakeNone || !addrs[a.lease.Addr] {
+				if a.lease.Wake != scaler.WakeNone || !addrs[a.lease.Addr] {
 					t.Errorf("request %d: lease %+v, want a released slot", a.i, a.lease)
 				}
 				leases = append(leases, a.lease)
@@ -228,7 +216,7 @@ func TestServiceConcurrentAcquires(t *testing.T) {
 			for _, l := range leases {
 				l.Release()
 			}
-			if got := f.startedIDs(); len(got) != tc.want {
+			if got := f.StartedIDs(); len(got) != tc.want {
 				t.Errorf("started %d containers in all, want %d", len(got), tc.want)
 			}
 			if snap := svc.Snapshot(); snap.Inflight != 0 || snap.Queued != 0 || snap.Count("ready") != tc.want {
@@ -240,7 +228,7 @@ func TestServiceConcurrentAcquires(t *testing.T) {
 
 func TestServiceQueueFull(t *testing.T) {
 	sc, f := newTestScaler(t)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1; c.QueueSize = 2 }))
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.MaxInstances = 1; c.QueueSize = 2 }))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 2)
 	acquireAsync(svc, 0, out)
@@ -248,7 +236,7 @@ func TestServiceQueueFull(t *testing.T) {
 	waitFor(t, "two requests queued", queued(svc, 2))
 
 	_, err := svc.Acquire(context.Background())
-	if !errors.Is(err, ErrQueueFull) {
+	if !errors.Is(err, scaler.ErrQueueFull) {
 		t.Fatalf("third Acquire: %v, want ErrQueueFull", err)
 	}
 	if n := svc.Stats.QueueFull.Load(); n != 1 {
@@ -257,7 +245,7 @@ func TestServiceQueueFull(t *testing.T) {
 
 	// The queued ones are still served.
 	waitFor(t, "container started", started(f, 1))
-	f.ready(f.startedIDs()[0])
+	f.Ready(f.StartedIDs()[0])
 	for range 2 {
 		a := receive(t, out)
 		if a.err != nil {
@@ -269,11 +257,11 @@ func TestServiceQueueFull(t *testing.T) {
 
 func TestServiceQueueTimeout(t *testing.T) {
 	sc, f := newTestScaler(t)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.QueueTimeout = 200 * time.Millisecond }))
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.QueueTimeout = 200 * time.Millisecond }))
 	waitFor(t, "standby created", standbyReady(svc))
 
 	_, err := svc.Acquire(context.Background())
-	if !errors.Is(err, ErrQueueTimeout) {
+	if !errors.Is(err, scaler.ErrQueueTimeout) {
 		t.Fatalf("Acquire: %v, want ErrQueueTimeout", err)
 	}
 	if n := svc.Stats.QueueTimeout.Load(); n != 1 {
@@ -288,7 +276,7 @@ func TestServiceQueueTimeout(t *testing.T) {
 		t.Errorf("after the timeout: %+v, want the instance still starting", snap)
 	}
 	waitFor(t, "container started", started(f, 1))
-	f.ready(f.startedIDs()[0])
+	f.Ready(f.StartedIDs()[0])
 	waitFor(t, "instance ready", func() bool { return svc.Snapshot().Count("ready") == 1 })
 	lease, err := svc.Acquire(context.Background())
 	if err != nil {
@@ -325,8 +313,8 @@ func TestServiceAcquireContextCanceled(t *testing.T) {
 
 func TestServiceStartFailure(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setLogs("booting", "panic: boom")
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1 }))
+	f.SetLogs("booting", "panic: boom")
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.MaxInstances = 1 }))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 3)
 	for i := range 3 {
@@ -334,13 +322,13 @@ func TestServiceStartFailure(t *testing.T) {
 	}
 	waitFor(t, "three requests queued", queued(svc, 3))
 	waitFor(t, "container started", started(f, 1))
-	id := f.startedIDs()[0]
-	f.exit(id, 3)
+	id := f.StartedIDs()[0]
+	f.Exit(id, 3)
 
-	var first *StartError
+	var first *scaler.StartError
 	for range 3 {
 		a := receive(t, out)
-		var se *StartError
+		var se *scaler.StartError
 		if !errors.As(a.err, &se) {
 			t.Fatalf("request %d: %v, want a *StartError", a.i, a.err)
 		}
@@ -358,18 +346,18 @@ func TestServiceStartFailure(t *testing.T) {
 	if n := svc.Stats.StartFails.Load(); n != 1 {
 		t.Errorf("StartFails = %d, want 1", n)
 	}
-	waitFor(t, "failed container removed", func() bool { return !slices.Contains(f.leftovers(), id) })
+	waitFor(t, "failed container removed", func() bool { return !slices.Contains(f.Leftovers(), id) })
 
 	// Within the backoff, a request fails fast with the same error and
 	// nothing is created or started for it. (The loop keeps one standby
 	// container; wait for it so its creation is not counted.)
 	waitFor(t, "standby created", standbyReady(svc))
-	before := f.count()
+	before := f.Calls()
 	_, err := svc.Acquire(context.Background())
 	if err != first {
 		t.Fatalf("Acquire within the backoff: %v, want the same *StartError", err)
 	}
-	if after := f.count(); after.Create != before.Create || after.Start != before.Start {
+	if after := f.Calls(); after.Create != before.Create || after.Start != before.Start {
 		t.Errorf("Acquire within the backoff created or started a container: calls %+v then %+v", before, after)
 	}
 	if snap := svc.Snapshot(); snap.Count("starting") != 0 || snap.Queued != 0 {
@@ -379,7 +367,7 @@ func TestServiceStartFailure(t *testing.T) {
 
 func TestServiceReleaseFIFO(t *testing.T) {
 	sc, f := newTestScaler(t)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 1 }))
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.MaxInstances = 1 }))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 3)
 	for i := range 3 {
@@ -387,7 +375,7 @@ func TestServiceReleaseFIFO(t *testing.T) {
 		waitFor(t, fmt.Sprintf("request %d queued", i), queued(svc, i+1))
 	}
 	waitFor(t, "container started", started(f, 1))
-	f.ready(f.startedIDs()[0])
+	f.Ready(f.StartedIDs()[0])
 
 	for i := range 3 {
 		a := receive(t, out)
@@ -397,9 +385,9 @@ func TestServiceReleaseFIFO(t *testing.T) {
 		if a.i != i {
 			t.Fatalf("request %d got the instance, want request %d (FIFO)", a.i, i)
 		}
-		wantWake := WakeNone
+		wantWake := scaler.WakeNone
 		if i == 0 {
-			wantWake = WakeStart
+			wantWake = scaler.WakeStart
 		}
 		if a.lease.Wake != wantWake {
 			t.Errorf("request %d: Wake %v, want %v", i, a.lease.Wake, wantWake)
@@ -409,21 +397,21 @@ func TestServiceReleaseFIFO(t *testing.T) {
 		}
 		a.lease.Release()
 	}
-	if got := f.startedIDs(); len(got) != 1 {
+	if got := f.StartedIDs(); len(got) != 1 {
 		t.Errorf("started %v, want one container", got)
 	}
 }
 
 func TestServiceClose(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	out := make(chan acquired, 4)
 	for i := range 3 {
 		acquireAsync(svc, i, out)
 	}
-	var leases []Lease
+	var leases []scaler.Lease
 	for range 3 {
 		a := receive(t, out)
 		if a.err != nil {
@@ -434,7 +422,7 @@ func TestServiceClose(t *testing.T) {
 	acquireAsync(svc, 3, out) // max_instances reached: it waits
 	waitFor(t, "request queued", queued(svc, 1))
 	waitFor(t, "standby created", standbyReady(svc))
-	if n := len(f.leftovers()); n < 4 {
+	if n := len(f.Leftovers()); n < 4 {
 		t.Fatalf("%d containers exist, want 3 instances and a standby", n)
 	}
 
@@ -443,19 +431,19 @@ func TestServiceClose(t *testing.T) {
 	if err := sc.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if a := receive(t, out); !errors.Is(a.err, ErrClosed) {
+	if a := receive(t, out); !errors.Is(a.err, scaler.ErrClosed) {
 		t.Errorf("waiting request: %v, want ErrClosed", a.err)
 	}
 	for _, l := range leases {
 		l.Release() // in-flight requests end after the close
 	}
-	if got := f.leftovers(); len(got) != 0 {
+	if got := f.Leftovers(); len(got) != 0 {
 		t.Errorf("containers left after Close: %v", got)
 	}
-	if _, err := svc.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := svc.Acquire(context.Background()); !errors.Is(err, scaler.ErrClosed) {
 		t.Errorf("Acquire after Close: %v, want ErrClosed", err)
 	}
-	if _, err := sc.Apply(svcConfig(nil)); !errors.Is(err, ErrClosed) {
+	if _, err := sc.Apply(svcConfig(nil)); !errors.Is(err, scaler.ErrClosed) {
 		t.Errorf("Apply after Close: %v, want ErrClosed", err)
 	}
 }
@@ -465,23 +453,23 @@ func TestServiceClose(t *testing.T) {
 // Close is held in the Stop of the first instance while those Creates return.
 func TestServiceCloseRemovesContainerCreatedDuringClose(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.MaxInstances = 2 }))
+	f.SetAutoReady(true)
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.MaxInstances = 2 }))
 	waitFor(t, "standby created", standbyReady(svc))
 
 	createGate := make(chan struct{})
-	f.setCreateGate(createGate)
+	f.SetCreateGate(createGate)
 	lease, err := svc.Acquire(context.Background()) // starts the standby
 	if err != nil {
 		t.Fatal(err)
 	}
-	releaseStop := f.holdStop(f.startedIDs()[0])
+	releaseStop := f.HoldStop(f.StartedIDs()[0])
 	// With nothing starting, the loop prepares the next standby (its Create
 	// waits at the gate); only then does a second instance start.
-	waitFor(t, "next standby being created", func() bool { return countState(svc, stStandby) == 1 })
+	waitFor(t, "next standby being created", func() bool { return scaler.CountState(svc, "standby") == 1 })
 	out := make(chan acquired, 1)
 	acquireAsync(svc, 1, out) // starts a second instance, whose Create waits
-	waitFor(t, "second instance starting", func() bool { return countState(svc, stStarting) == 1 })
+	waitFor(t, "second instance starting", func() bool { return scaler.CountState(svc, "starting") == 1 })
 
 	closed := make(chan error, 1)
 	go func() {
@@ -489,13 +477,13 @@ func TestServiceCloseRemovesContainerCreatedDuringClose(t *testing.T) {
 		defer cancel()
 		closed <- sc.Close(ctx)
 	}()
-	if a := receive(t, out); !errors.Is(a.err, ErrClosed) {
+	if a := receive(t, out); !errors.Is(a.err, scaler.ErrClosed) {
 		t.Fatalf("waiting request: %v, want ErrClosed", a.err)
 	}
 	lease.Release()
 	// Close has begun; now the pending Creates return.
 	close(createGate)
-	waitFor(t, "second instance no longer starting", func() bool { return countState(svc, stStarting) == 0 })
+	waitFor(t, "second instance no longer starting", func() bool { return scaler.CountState(svc, "starting") == 0 })
 	releaseStop()
 	select {
 	case err := <-closed:
@@ -505,17 +493,17 @@ func TestServiceCloseRemovesContainerCreatedDuringClose(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return")
 	}
-	if n := f.count().Create; n < 3 {
+	if n := f.Calls().Create; n < 3 {
 		t.Fatalf("%d containers created, want the first standby, a second instance and the next standby", n)
 	}
-	waitFor(t, "every container removed", func() bool { return len(f.leftovers()) == 0 })
+	waitFor(t, "every container removed", func() bool { return len(f.Leftovers()) == 0 })
 }
 
 // Scaler.Remove takes the service's instances down and ends its loop
 // (the scaler lives on, e.g. across Caddy reloads).
 func TestServiceRemove(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	lease, err := svc.Acquire(context.Background())
@@ -529,13 +517,13 @@ func TestServiceRemove(t *testing.T) {
 	if err := sc.Remove(ctx, "hello"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if got := f.leftovers(); len(got) != 0 {
+	if got := f.Leftovers(); len(got) != 0 {
 		t.Errorf("containers left after Remove: %v", got)
 	}
 	if sc.Service("hello") != nil {
 		t.Error("removed service still listed")
 	}
-	if _, err := svc.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := svc.Acquire(context.Background()); !errors.Is(err, scaler.ErrClosed) {
 		t.Errorf("Acquire after Remove: %v, want ErrClosed", err)
 	}
 	if err := sc.Remove(ctx, "hello"); err == nil {
@@ -552,7 +540,7 @@ func TestServiceRemoveEndsLoop(t *testing.T) {
 		t.Fatalf("Remove: %v", err)
 	}
 	select {
-	case <-svc.done:
+	case <-scaler.LoopDone(svc):
 	case <-time.After(2 * time.Second):
 		t.Error("the removed service's loop still runs")
 	}
@@ -569,11 +557,11 @@ func TestServiceInstanceIDDataRace(t *testing.T) {
 		acquireAsync(svc, i, out)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(f.startedIDs()) < 3 && time.Now().Before(deadline) {
+	for len(f.StartedIDs()) < 3 && time.Now().Before(deadline) {
 		svc.Snapshot()
 	}
-	for _, id := range f.startedIDs() {
-		f.ready(id)
+	for _, id := range f.StartedIDs() {
+		f.Ready(id)
 	}
 	for range 3 {
 		if a := receive(t, out); a.err != nil {
@@ -584,67 +572,135 @@ func TestServiceInstanceIDDataRace(t *testing.T) {
 	}
 }
 
-// The warm request path (Acquire + Release on a ready instance, and handing
-// the address to Caddy's replacer as an interface) must not allocate.
+// The warm request path (Try on a ready instance, with a function that
+// captures the caller's variables as the handler's does) must not allocate.
 func TestServiceWarmPathAllocatesNothing(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	ctx := context.Background()
-	lease, err := svc.Acquire(ctx)
-	if err != nil {
+	var got string
+	var wait scaler.Wait
+	fn := func(addr string, w scaler.Wait) error {
+		got, wait = addr, w
+		return nil
+	}
+	if err := svc.TryWait(ctx, fn); err != nil {
 		t.Fatal(err)
 	}
-	lease.Release()
-	if lease.Upstream != any(lease.Addr) {
-		t.Fatalf("lease.Upstream = %v, want the address %q", lease.Upstream, lease.Addr)
+	if want := f.Addr(f.StartedIDs()[0]); got != want || wait.Wake != scaler.WakeStart {
+		t.Fatalf("first Try: %q after %v, want the started instance's %q after a cold start", got, wait.Wake, want)
 	}
-	sink := map[string]any{}
 	allocs := testing.AllocsPerRun(1000, func() {
-		l, err := svc.Acquire(ctx)
-		if err != nil {
+		if err := svc.TryWait(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
-		sink["upstream"] = l.Upstream
-		l.Release()
 	})
 	if allocs != 0 {
-		t.Errorf("a warm Acquire + Release allocates %.1f times, want 0", allocs)
+		t.Errorf("a warm Try allocates %.1f times, want 0", allocs)
+	}
+	if wait.Wake != scaler.WakeNone || wait.Waited != 0 {
+		t.Errorf("a warm Try waited: %+v", wait)
+	}
+	allocs = testing.AllocsPerRun(1000, func() {
+		if err := svc.Try(ctx, func(addr string) error { got = addr; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a warm Try (without the wait) allocates %.1f times, want 0", allocs)
 	}
 }
 
+// Try gives the slot back whatever fn does: returns, fails, panics.
+func TestServiceTryReleases(t *testing.T) {
+	sc, f := newTestScaler(t)
+	f.SetAutoReady(true)
+	svc := apply(t, sc, svcConfig(nil)) // concurrency 1
+	ctx := context.Background()
+	boom := errors.New("boom")
+	if err := svc.Try(ctx, func(string) error { return boom }); err != boom {
+		t.Fatalf("Try returned %v, want fn's error", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("fn's panic did not reach Try's caller")
+			}
+		}()
+		svc.Try(ctx, func(string) error { panic("fn panics") })
+	}()
+	if snap := svc.Snapshot(); snap.Inflight != 0 || snap.Count("ready") != 1 {
+		t.Fatalf("after an error and a panic: %+v; want the instance ready with nothing in flight", snap)
+	}
+	calls := 0
+	if err := svc.Try(ctx, func(string) error { calls++; return nil }); err != nil || calls != 1 {
+		t.Fatalf("Try after a panic: %v, %d calls; want the free instance at once", err, calls)
+	}
+	if n := len(f.StartedIDs()); n != 1 {
+		t.Errorf("%d instances started, want 1: the slot came back each time", n)
+	}
+}
+
+// An instance that refuses the connection takes no more requests, and Try
+// runs fn once more on another instance, started for it; a second refusal
+// is returned as it is, and so is a refusal when the caller gave up.
 func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.setAutoReady(true)
+	f.SetAutoReady(true)
 	svc := apply(t, sc, svcConfig(nil))
 	waitFor(t, "standby created", standbyReady(svc))
 	ctx := context.Background()
 
-	first, err := svc.Acquire(ctx)
+	var first string
+	if err := svc.Try(ctx, func(addr string) error { first = addr; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	var waits []scaler.Wait
+	err := svc.TryWait(ctx, func(addr string, w scaler.Wait) error {
+		addrs, waits = append(addrs, addr), append(waits, w)
+		if len(addrs) == 1 {
+			snap := svc.Snapshot()
+			if snap.Count("ready") != 1 || snap.Inflight != 1 {
+				t.Errorf("while the first attempt runs: %+v; want it in flight on the ready instance", snap)
+			}
+			return fmt.Errorf("dial: %w", scaler.ErrRefused)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Release()
-	lease, err := svc.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if len(addrs) != 2 || addrs[0] != first || addrs[1] == first || waits[1].Wake != scaler.WakeStart {
+		t.Fatalf("attempts on %v (waits %+v); want the ready instance %s, then a new one started for the request", addrs, waits, first)
 	}
-	if lease.Addr != first.Addr {
-		t.Fatalf("warm request went to %s, not the ready instance %s", lease.Addr, first.Addr)
-	}
-	lease.Refused()
 	snap := svc.Snapshot()
-	if snap.Count("ready") != 0 || snap.Inflight != 0 {
-		t.Fatalf("after a refused connection: %+v; want the instance out of service and nothing in flight", snap)
+	for _, i := range snap.Instances {
+		if i.Addr == first && i.State == "ready" {
+			t.Fatalf("after a refused connection: %+v; want the refusing instance out of service", snap)
+		}
 	}
-	// The next request gets another instance, started for it.
-	next, err := svc.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if snap.Inflight != 0 || snap.Count("ready") != 1 {
+		t.Fatalf("after a refused connection: %+v; want the new instance ready, nothing in flight", snap)
 	}
-	defer next.Release()
-	if next.Addr == first.Addr || next.Wake != WakeStart {
-		t.Fatalf("after a refusal the request went to %s (wake %v); want a new instance", next.Addr, next.Wake)
+
+	// Refused twice: the second refusal is the answer, and the second
+	// instance stays in service (as the handler had it before Try).
+	calls := 0
+	refused := fmt.Errorf("dial tcp: %w", scaler.ErrRefused)
+	if err := svc.Try(ctx, func(string) error { calls++; return refused }); err != refused || calls != 2 {
+		t.Fatalf("refused twice: %v after %d calls, want fn's error after 2", err, calls)
+	}
+	// A caller that gave up gets no second attempt.
+	cctx, cancel := context.WithCancel(ctx)
+	calls = 0
+	err = svc.Try(cctx, func(string) error { calls++; cancel(); return refused })
+	if err != refused || calls != 1 {
+		t.Fatalf("refused after the caller gave up: %v after %d calls, want fn's error after 1", err, calls)
+	}
+	if snap := svc.Snapshot(); snap.Inflight != 0 {
+		t.Fatalf("%d requests still in flight", snap.Inflight)
 	}
 }
 
@@ -653,14 +709,12 @@ func TestServiceRefusedInstanceTakesNoMoreRequests(t *testing.T) {
 // new revision comes. Before, the loop retried on every tick.
 func TestServiceStandbyCreateBackoff(t *testing.T) {
 	sc, f, obs := newObservedScaler(t)
-	f.mu.Lock()
-	f.createErr = errors.New("localhost/typo:latest: image not known")
-	f.mu.Unlock()
+	f.FailCreate(errors.New("localhost/typo:latest: image not known"))
 	// pause_after 200ms makes the policy tick every few tens of ms.
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.PauseAfter = 200 * time.Millisecond }))
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.PauseAfter = 200 * time.Millisecond }))
 	time.Sleep(2500 * time.Millisecond)
 	// Backoff 1 s, then 2 s: creates at 0 s and 1 s, the next not before 3 s.
-	if n := f.count().Create; n < 1 || n > 3 {
+	if n := f.Calls().Create; n < 1 || n > 3 {
 		t.Errorf("%d creates in 2.5 s of failing, want 1 to 3 (backoff 1 s, 2 s)", n)
 	}
 	obs.mu.Lock()
@@ -674,10 +728,8 @@ func TestServiceStandbyCreateBackoff(t *testing.T) {
 
 	// The fixed image is a new revision: its standby is created at once,
 	// not after the backoff.
-	f.mu.Lock()
-	f.createErr = nil
-	f.mu.Unlock()
-	apply(t, sc, svcConfig(func(c *ServiceConfig) {
+	f.FailCreate(nil)
+	apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) {
 		c.PauseAfter = 200 * time.Millisecond
 		c.Image = "localhost/hello:v2"
 	}))
@@ -689,15 +741,13 @@ func TestServiceStandbyCreateBackoff(t *testing.T) {
 // old instances go when the request ends, and only they do.
 func TestServiceRemoveInBackground(t *testing.T) {
 	sc, f := newTestScaler(t)
-	f.mu.Lock()
-	f.autoReady = true
-	f.mu.Unlock()
-	svc := apply(t, sc, svcConfig(func(c *ServiceConfig) { c.DrainTimeout = time.Hour }))
+	f.SetAutoReady(true)
+	svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.DrainTimeout = time.Hour }))
 	lease, err := svc.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := f.startedIDs()[0]
+	old := f.StartedIDs()[0]
 
 	returned := make(chan error, 1)
 	go func() { returned <- sc.RemoveInBackground("hello") }()
@@ -721,14 +771,14 @@ func TestServiceRemoveInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	l2.Release()
-	if !slices.Contains(f.leftovers(), old) {
+	if !slices.Contains(f.Leftovers(), old) {
 		t.Fatal("the in-flight request's instance was removed before the request ended")
 	}
 
 	lease.Release()
-	waitFor(t, "the drained instance removed", func() bool { return !slices.Contains(f.leftovers(), old) })
-	for _, id := range f.startedIDs()[1:] {
-		if !slices.Contains(f.leftovers(), id) {
+	waitFor(t, "the drained instance removed", func() bool { return !slices.Contains(f.Leftovers(), old) })
+	for _, id := range f.StartedIDs()[1:] {
+		if !slices.Contains(f.Leftovers(), id) {
 			t.Errorf("the new service's instance %s was removed with the old one", id)
 		}
 	}

@@ -158,7 +158,12 @@ else
   rm -f "$socket"
   as_user true # fails here, visibly, if the user cannot run commands
   # Every descriptor redirected: a service holding our stdout would hang
-  # callers that read it ($(...)).
+  # callers that read it ($(...)). Inherited ones (3 and up) are closed: a
+  # caller running this under 'flock FILE bash setup-rootless.sh' would
+  # otherwise leave its lock held by the service for as long as it runs.
+  for fd in $(ls /proc/$$/fd); do
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
+  done
   (cd "$home" && exec setsid nohup runuser -u "$USER_NAME" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME="$home" USER="$USER_NAME" LOGNAME="$USER_NAME" XDG_RUNTIME_DIR="$run_dir" \
     podman system service --time=0 "$uri") >"$log" 2>&1 </dev/null &

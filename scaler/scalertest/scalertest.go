@@ -1,5 +1,8 @@
-// Package scalertest gives tests and benchmarks a real Podman runtime and the
-// hello image (cmd/hello), built locally so no registry is needed.
+// Package scalertest gives tests and benchmarks a scaler.Runtime: Fake, in
+// memory, for tests that need no Podman; or a real Podman runtime (Podman)
+// and the hello image (cmd/hello, built locally so no registry is needed).
+// Nothing here contacts Podman or builds anything until a test asks
+// (Podman, Hello, BuildHello).
 package scalertest
 
 import (
@@ -45,7 +48,18 @@ func URI() string {
 // and its absence fails the test.
 func Podman(t testing.TB) *scaler.Podman {
 	t.Helper()
-	p, err := scaler.NewPodman(context.Background(), URI())
+	uri := URI()
+	unreachableMu.Lock()
+	err := unreachable[uri]
+	unreachableMu.Unlock()
+	var p *scaler.Podman
+	if err == nil {
+		if p, err = scaler.NewPodman(context.Background(), uri); err != nil {
+			unreachableMu.Lock()
+			unreachable[uri] = err
+			unreachableMu.Unlock()
+		}
+	}
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI needs Podman: %v", err)
@@ -54,6 +68,13 @@ func Podman(t testing.TB) *scaler.Podman {
 	}
 	return p
 }
+
+// unreachable remembers the Podman APIs that did not answer, so the next
+// test skips at once instead of waiting for the client's own retries.
+var (
+	unreachableMu sync.Mutex
+	unreachable   = map[string]error{}
+)
 
 var (
 	buildOnce sync.Once
