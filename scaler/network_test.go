@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/podcell/podcell/scaler"
 )
@@ -218,8 +220,8 @@ func TestRootlessNetworkSandbox(t *testing.T) {
 		l.Release()
 		addrs = append(addrs, l.Addr)
 		for _, i := range svc.Snapshot().Instances {
-			if i.State == "ready" && !strings.Contains(i.Net.Shaping, "lo") {
-				t.Errorf("%s: shaping %q, want the gateway's traffic shaped on lo", name, i.Net.Shaping)
+			if i.State == "ready" {
+				checkLoopbackShaped(t, e.rt, i.ID, i.Net.RateMbit)
 			}
 		}
 	}
@@ -229,5 +231,42 @@ func TestRootlessNetworkSandbox(t *testing.T) {
 	fenced(t, "A to 169.254.169.254:80", dialFrom(t, addrs[0], "169.254.169.254:80"))
 	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 0 {
 		t.Errorf("rootless networks: %v, want none (each instance has its own namespace)", nets)
+	}
+}
+
+// checkLoopbackShaped looks into a rootless instance's network namespace:
+// its lo carries an htb with one class per direction at the instance's rate.
+func checkLoopbackShaped(t *testing.T, rt *scaler.Podman, id string, mbit float64) {
+	t.Helper()
+	info, err := rt.Inspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.GetFromPid(info.Pid)
+	if err != nil {
+		t.Fatalf("network namespace of %s: %v", info.Name, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes, err := h.ClassList(lo, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range classes {
+		if htb, ok := c.(*netlink.HtbClass); ok && math.Abs(float64(htb.Rate*8)/1e6-mbit) < mbit/100 {
+			n++
+		}
+	}
+	if n != 2 || mbit < 1 {
+		t.Errorf("%s: htb classes on lo %v, want 2 at %.1f Mbit/s", info.Name, classes, mbit)
 	}
 }
