@@ -78,6 +78,12 @@ type App struct {
 	// (default 200000). Over either the clone stops, naming the limit.
 	MaxRepoMB    int `json:"max_repo_mb,omitempty"`
 	MaxRepoFiles int `json:"max_repo_files,omitempty"`
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers, for services that set none (default 2, at most the cores
+	// it may run on; -1: off). StartupCPUBudget bounds the boost of all
+	// starting instances together, in cores (default: the host's).
+	StartupCPU       float64 `json:"startup_cpu,omitempty"`
+	StartupCPUBudget float64 `json:"startup_cpu_budget,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
 	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
@@ -202,6 +208,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("podcell: %w", err)
 		}
 	}
+	if a.StartupCPU > scaler.MaxMemoryMB/scaler.MBPerCore || (a.StartupCPU < 0 && a.StartupCPU != -1) {
+		return fmt.Errorf("podcell: startup_cpu %g: use more than 0 and at most %d cores, or -1 (off)", a.StartupCPU, scaler.MaxMemoryMB/scaler.MBPerCore)
+	}
+	if a.StartupCPUBudget < 0 {
+		return fmt.Errorf("podcell: startup_cpu_budget %g: use a number of cores above 0", a.StartupCPUBudget)
+	}
 	if a.KeepImages != nil && (*a.KeepImages < 0 || *a.KeepImages >= store.MaxRevisions) {
 		return fmt.Errorf("podcell: keep_images %d: use 0 to %d (rollback reaches no further back than the %d revisions kept)",
 			*a.KeepImages, store.MaxRevisions-1, store.MaxRevisions)
@@ -230,6 +242,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			AllowUnenforcedLimits: a.AllowUnenforcedLimits,
 			BandwidthPerCoreMbit:  a.BandwidthPerCoreMbit,
 			KeepOnClose:           a.KeepOnStop,
+			StartupCPU:            a.StartupCPU,
+			StartupCPUBudget:      a.StartupCPUBudget,
 			Logger:                caddy.Log().Named("podcell"),
 			Observer:              hub,
 			// Only the config's env values are ever named for expansion.

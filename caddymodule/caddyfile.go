@@ -36,6 +36,8 @@ func init() {
 //	    runtime_image <runtime> <image>
 //	    build_concurrency <n>
 //	    keep_images <n>
+//	    startup_cpu <cores>|off
+//	    startup_cpu_budget <cores>
 //	    build_memory <size>
 //	    build_cpus <cores>
 //	    build_pids <n>
@@ -121,6 +123,22 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if err := parseBuildLimit(d, &app.BuildMemoryMB, &app.BuildCPUs, &app.BuildPids, &app.BuildTimeout); err != nil {
 				return nil, err
 			}
+		case "startup_cpu":
+			f, err := parseStartupCPU(d)
+			if err != nil {
+				return nil, err
+			}
+			app.StartupCPU = f
+		case "startup_cpu_budget":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("startup_cpu_budget takes one argument, the cores all starting instances may boost by together, e.g. startup_cpu_budget 2")
+			}
+			f, perr := strconv.ParseFloat(s, 64)
+			if perr != nil || f <= 0 {
+				return nil, d.Errf("startup_cpu_budget %q: want a number of cores > 0, e.g. 2", s)
+			}
+			app.StartupCPUBudget = f
 		case "max_repo_size":
 			var s string
 			if !d.AllArgs(&s) {
@@ -155,7 +173,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, bandwidth_per_core, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, bandwidth_per_core, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, max_repo_size, max_repo_files, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -186,6 +204,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    tmp_size <size>
 //	    pids_limit <n>
 //	    bandwidth <rate>         # 50Mbit, 1Gbit; default: bandwidth_per_core x memory/1769
+//	    startup_cpu <cores>|off
 //	    min_instances <n>
 //	    max_instances <n>
 //	    concurrency <n>
@@ -349,6 +368,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var n int
 			err = intArg(&n, 16)
 			h.PidsLimit = int64(n)
+		case "startup_cpu":
+			h.StartupCPU, err = parseStartupCPU(d)
 		case "min_instances":
 			err = intArg(&h.MinInstances, 0)
 		case "max_instances":
@@ -549,3 +570,20 @@ func parseMB(s string) (int, error) {
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseStartupCPU reads "startup_cpu <cores>|off": the CPU an instance
+// starts with until it is ready (-1 for off).
+func parseStartupCPU(d *caddyfile.Dispenser) (float64, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.Errf("startup_cpu takes one argument, the cores an instance starts with until it is ready, or off, e.g. startup_cpu 2")
+	}
+	if s == "off" {
+		return -1, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 || f > scaler.MaxMemoryMB/scaler.MBPerCore {
+		return 0, d.Errf("startup_cpu %q: want a number of cores above 0 and at most %d, or off", s, scaler.MaxMemoryMB/scaler.MBPerCore)
+	}
+	return f, nil
+}

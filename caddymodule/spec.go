@@ -33,6 +33,9 @@ type ServiceSpec struct {
 	// Mbit/s (1 to 100000). Default: the app's bandwidth_per_core_mbit
 	// times memory_mb/1769.
 	BandwidthMbit int `json:"bandwidth_mbit,omitempty"`
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers (default: the global startup_cpu; -1: off).
+	StartupCPU float64 `json:"startup_cpu,omitempty"`
 
 	MinInstances int `json:"min_instances,omitempty"`
 	MaxInstances int `json:"max_instances,omitempty"` // default 10
@@ -86,6 +89,7 @@ func (s ServiceSpec) config(name string) scaler.ServiceConfig {
 		HealthPath:    s.HealthPath,
 		DrainTimeout:  time.Duration(s.DrainTimeout),
 		StopGrace:     time.Duration(s.StopGrace),
+		StartupCPU:    s.StartupCPU,
 	}.WithDefaults()
 }
 

@@ -33,6 +33,10 @@ type ServiceConfig struct {
 	// 0 (the default) ties it to memory as CPU is: the scaler's
 	// bandwidth_per_core times memory_MB/1769 (see BandwidthFor).
 	BandwidthMbit int
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers (at most the cores it may run on); 0 takes
+	// Options.StartupCPU, negative: no boost. See boost.go.
+	StartupCPU float64
 
 	MinInstances int // kept even when idle (default 0)
 	MaxInstances int // default 10
@@ -118,6 +122,9 @@ func (c ServiceConfig) Validate() error {
 		if _, ok := c.Env[k]; !ok {
 			return fmt.Errorf("service %s: ExpandEnv names %q, which Env does not set", c.Name, k)
 		}
+	}
+	if c.StartupCPU > MaxMemoryMB/MBPerCore {
+		return fmt.Errorf("service %s: startup_cpu %g is too large: use at most %d cores, or off", c.Name, c.StartupCPU, MaxMemoryMB/MBPerCore)
 	}
 	if c.MinInstances < 0 {
 		return fmt.Errorf("service %s: min_instances %d is negative: use 0 or more", c.Name, c.MinInstances)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/podcell/podcell/scaler"
@@ -358,6 +359,15 @@ func TestSandboxLimits(t *testing.T) {
 	}
 	if lim["pids"] != "512" {
 		t.Errorf("pids limit %q, want 512", lim["pids"])
+	}
+	// The quota above is what it serves with; it was created with the
+	// startup boost (one core: its cpuset's one), which readiness lowered.
+	if s.Host().Rootless {
+		t.Log("rootless: no startup boost")
+	} else if insp, err := containers.Inspect(e.rt.BindingsContext(context.Background()), svc.Snapshot().Instances[0].ID, nil); err != nil {
+		t.Error(err)
+	} else if insp.HostConfig.CpuQuota != 100000 {
+		t.Errorf("created with CPU quota %d, want the startup boost 100000", insp.HostConfig.CpuQuota)
 	}
 	if strings.Contains(lim["cpuset"], ",") || strings.Contains(lim["cpuset"], "-") {
 		t.Errorf("cpuset %q, want one core for 256 MB", lim["cpuset"])

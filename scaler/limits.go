@@ -31,7 +31,10 @@ type Limits struct {
 	PidsLimit int64 // maximum number of processes and threads
 	CPUQuota  int64 // µs of CPU per cpuPeriod
 	CPUPeriod int64
-	CPUs      int // visible cores (cpuset size)
+	// StartCPUQuota, if set, is the quota the instance starts with, until
+	// its app answers (the startup boost, see boost.go).
+	StartCPUQuota int64
+	CPUs          int // visible cores (cpuset size)
 	// BandwidthBps is the instance's rate in each direction, in bits per
 	// second (see BandwidthFor); the scaler sets it from its options.
 	BandwidthBps int64

@@ -153,6 +153,9 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	}
 	mem := cs.Limits.MemoryBytes()
 	quota := cs.Limits.CPUQuota
+	if cs.Limits.StartCPUQuota > 0 {
+		quota = cs.Limits.StartCPUQuota
+	}
 	period := uint64(cs.Limits.CPUPeriod)
 	pids := cs.Limits.PidsLimit
 	s.ResourceLimits = &spec.LinuxResources{

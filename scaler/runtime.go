@@ -31,6 +31,9 @@ type Runtime interface {
 	// goroutine. It returns nil once the container has stopped and its
 	// output is read, or ctx's error when ctx ends first.
 	FollowLogs(ctx context.Context, id string, since time.Time, fn func(LogLine)) error
+	// SetCPU sets a running container's CPU quota (µs per period); pid is
+	// its process as Inspect reports it. The start boost is lowered with it.
+	SetCPU(ctx context.Context, id string, pid int, quota, period int64) error
 }
 
 // LogLine is one line a container wrote.
@@ -103,10 +106,10 @@ type ContainerInfo struct {
 	State     string
 	Labels    map[string]string
 	Addr      string // host:port that reaches the app, once running
+	Pid       int    // the container's process on the host, while running
 	ExitCode  int
 	OOMKilled bool
 	Error     string
-	Pid       int    // of the container's first process, in the host's pid namespace; 0 when not running
 	Network   string // the network the container is on ("" for the engine's default)
 }
 

@@ -53,6 +53,14 @@ type Options struct {
 	// networks of their own. Only for measuring what the sandbox costs
 	// (benchmarks/coldstart); the Caddy app never sets it.
 	NoNetworkSandbox bool
+	// StartupCPU is the CPU, in cores, an instance starts with until its
+	// app answers, for services that set none (default DefaultStartupCPU;
+	// negative: no boost). It never exceeds the cores the instance may run
+	// on. StartupCPUBudget bounds the boost cores (above the instances' own
+	// quotas) of all starting instances together (default: the host's
+	// cores); past it an instance starts at its own quota. See boost.go.
+	StartupCPU       float64
+	StartupCPUBudget float64
 }
 
 // Scaler owns the services and their containers.
@@ -69,6 +77,7 @@ type Scaler struct {
 	// removing tracks the services RemoveInBackground drains; Close waits.
 	removing sync.WaitGroup
 
+	boost    boostBudget
 	mu       sync.RWMutex
 	services map[string]*Service
 
@@ -113,7 +122,17 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	if err := CheckBandwidth("bandwidth_per_core", opts.BandwidthPerCoreMbit); err != nil {
 		return nil, err
 	}
+	if opts.StartupCPU > MaxMemoryMB/MBPerCore {
+		return nil, fmt.Errorf("startup_cpu %g is too large: use at most %d cores, or off", opts.StartupCPU, MaxMemoryMB/MBPerCore)
+	}
+	if opts.StartupCPU == 0 {
+		opts.StartupCPU = DefaultStartupCPU
+	}
+	if opts.StartupCPUBudget == 0 {
+		opts.StartupCPUBudget = float64(max(host.CPUs, 1))
+	}
 	s := &Scaler{rt: rt, host: host, opts: opts, log: opts.Logger, obs: opts.Observer, services: map[string]*Service{}}
+	s.boost.left = int64(max(opts.StartupCPUBudget, 0) * cpuPeriod)
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
 	go s.watchEvents()
@@ -374,6 +393,7 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) (ContainerS
 		StopTimeout: cfg.StopGrace,
 		Network:     s.NetworkName(cfg.Name),
 	}
+	cs.Limits.StartCPUQuota = lim.startQuota(s.startupCores(cfg), s.visibleCPUs(lim))
 	if !s.host.Rootless && s.opts.UserNS == "auto" {
 		cs.UserNS = "auto"
 	}
@@ -435,12 +455,28 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		inst.id = id
 		svc.mu.Unlock()
 	}
+	// The boost: reserved from the budget before the start; without a
+	// reservation the instance is lowered right after it.
+	sq := lim.startQuota(s.startupCores(cfg), s.visibleCPUs(lim))
+	boosted := false
+	if sq > 0 {
+		if boosted = s.boost.take(sq - lim.CPUQuota); boosted {
+			defer s.boost.give(sq - lim.CPUQuota)
+		} else {
+			svc.Stats.BoostDenied.Add(1)
+		}
+	}
 	if err := s.rt.Start(api, id); err != nil {
 		return fail("the container could not be started", err)
 	}
 	info, err := s.rt.Inspect(api, id)
 	if err != nil {
 		return fail("the container could not be inspected", err)
+	}
+	if sq > 0 && !boosted && info.State == StateRunning {
+		if err := s.rt.SetCPU(api, id, info.Pid, lim.CPUQuota, lim.CPUPeriod); err != nil {
+			return fail("the startup CPU boost could not be lowered to the tier's CPU", err)
+		}
 	}
 	if info.State != StateRunning {
 		return fail(fmt.Sprintf("the app exited at once (code %d)", info.ExitCode), nil)
@@ -463,6 +499,19 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		return err == nil && info.State == StateRunning
 	}); {
 	case err == nil:
+		// The tier's CPU before the first request: an instance that kept
+		// the boost would get more than its memory pays for. Written even
+		// when this start took no boost, as the container may have been
+		// created with one (a standby made before the config changed, or
+		// by an earlier run and adopted).
+		if sq > 0 || s.canBoost() {
+			if err := s.rt.SetCPU(api, id, info.Pid, lim.CPUQuota, lim.CPUPeriod); err != nil {
+				if sq > 0 {
+					return fail("the startup CPU boost could not be lowered to the tier's CPU", err)
+				}
+				s.log.Warn("cannot set an instance's CPU quota", zap.String("service", cfg.Name), zap.Error(err))
+			}
+		}
 		return info.Addr, nil
 	case errors.Is(err, errExited):
 		return fail("the app exited while starting", nil)

@@ -65,6 +65,9 @@ type Stats struct {
 	Stops        atomic.Int64
 	QueueFull    atomic.Int64
 	QueueTimeout atomic.Int64
+	// BoostDenied counts starts that found the startup CPU boost budget
+	// spent and ran at their own CPU quota.
+	BoostDenied atomic.Int64
 }
 
 type instance struct {

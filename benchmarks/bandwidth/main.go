@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podcell/podcell/benchmarks/harness"
 	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -184,7 +185,7 @@ func run(ctx context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
 	}
-	ports, err := mach.FreePorts(4)
+	ports, err := harness.FreePorts(4)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podcell/podcell/benchmarks/harness"
 	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -124,126 +125,6 @@ func skip(part string) bool {
 // ---------------------------------------------------------------------------
 // Caddy
 
-type caddyProc struct {
-	cmd    *exec.Cmd
-	dir    string
-	log    string // Caddy's stdout and stderr
-	admin  string
-	exited chan struct{}
-}
-
-func buildCaddy(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "bin", "caddy")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = scalertest.RepoRoot()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=containers_image_openpgp", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func startCaddy(bin, dir, admin, caddyfile string) (*caddyProc, error) {
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
-		return nil, err
-	}
-	c := &caddyProc{dir: dir, log: filepath.Join(dir, "caddy.log"), admin: admin, exited: make(chan struct{})}
-	lf, err := os.Create(c.log)
-	if err != nil {
-		return nil, err
-	}
-	home := filepath.Join(dir, "home") // Caddy's data and config directories
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, err
-	}
-	c.cmd = exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	c.cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
-	c.cmd.Stdout, c.cmd.Stderr = lf, lf
-	if err := c.cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	go func() { c.cmd.Wait(); lf.Close(); close(c.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			return c, nil
-		}
-		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("caddy exited at start:\n%s", c.tail(30))
-		default:
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("caddy's admin API did not come up:\n%s", c.tail(30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (c *caddyProc) logs() string {
-	b, _ := os.ReadFile(c.log)
-	return string(b)
-}
-
-func (c *caddyProc) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(c.logs(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (c *caddyProc) alive() error {
-	select {
-	case <-c.exited:
-		return fmt.Errorf("caddy exited:\n%s", c.tail(30))
-	default:
-		return nil
-	}
-}
-
-// load replaces Caddy's config with a Caddyfile through the admin API.
-func (c *caddyProc) load(caddyfile string) error {
-	req, err := http.NewRequest(http.MethodPost, "http://"+c.admin+"/load", strings.NewReader(caddyfile))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "text/caddyfile")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST /load: %d %s", resp.StatusCode, body)
-	}
-	return nil
-}
-
-// stop stops Caddy as an operator does (SIGINT): podcell stops and removes
-// its instances.
-func (c *caddyProc) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.exited:
-	case <-time.After(90 * time.Second):
-		logf("caddy did not stop within 90s; killing it")
-		c.cmd.Process.Kill()
-		<-c.exited
-	}
-}
-
 // ---------------------------------------------------------------------------
 
 type bench struct {
@@ -251,7 +132,7 @@ type bench struct {
 	host  scaler.HostInfo
 	owner string
 	image string
-	caddy *caddyProc
+	caddy *harness.Caddy
 
 	admin                      string // Caddy's admin API, host:port
 	siteA, siteB, siteC, siteD string // host:port
@@ -401,7 +282,7 @@ func (b *bench) waitZero(ctx context.Context, service string, within time.Durati
 		if id != "" {
 			return id, nil
 		}
-		if err := b.caddy.alive(); err != nil {
+		if err := b.caddy.Alive(); err != nil {
 			return "", err
 		}
 		if time.Now().After(deadline) {
@@ -666,7 +547,7 @@ func (b *bench) warm(ctx context.Context, sides []sideSpec) (WarmResult, error) 
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := b.caddy.alive(); err != nil {
+		if err := b.caddy.Alive(); err != nil {
 			return res, err
 		}
 		round := k/2 + 1
@@ -830,7 +711,7 @@ func (b *bench) closed(ctx context.Context, sides []sideSpec) (ClosedResult, err
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := b.caddy.alive(); err != nil {
+		if err := b.caddy.Alive(); err != nil {
 			return res, err
 		}
 		s := sides[si]
@@ -1103,7 +984,7 @@ type BurstResult struct {
 // an instance (Start, or Create + Start) to the app answering its probe.
 func (b *bench) readyTimes(service string) []float64 {
 	var out []float64
-	for _, line := range strings.Split(b.caddy.logs(), "\n") {
+	for _, line := range strings.Split(b.caddy.Logs(), "\n") {
 		if !strings.Contains(line, `"instance ready"`) {
 			continue
 		}
@@ -1141,7 +1022,7 @@ func (b *bench) burst(ctx context.Context, rep int, service, site string, maxIns
 	}
 	res := BurstResult{Rep: rep, Service: service, MaxInstances: maxInstances, Requests: *flagBurstSize, Load: mach.Loadavg()}
 	readyBefore := len(b.readyTimes(service))
-	failsBefore := strings.Count(b.caddy.logs(), `"instance failed to start"`)
+	failsBefore := strings.Count(b.caddy.Logs(), `"instance failed to start"`)
 	// A new client per burst: 500 clients each with its own new connection.
 	c := newClient(60*time.Second, true)
 	n := *flagBurstSize
@@ -1213,7 +1094,7 @@ func (b *bench) burst(ctx context.Context, rep int, service, site string, maxIns
 	took := b.readyTimes(service)[readyBefore:]
 	res.Started = len(took)
 	res.StartTook = took
-	res.StartFails = strings.Count(b.caddy.logs(), `"instance failed to start"`) - failsBefore
+	res.StartFails = strings.Count(b.caddy.Logs(), `"instance failed to start"`) - failsBefore
 	logf("burst %d (%s): %d/%d ok (%s), first %.0f p50 %.0f p99 %.0f max %.0f ms, %d instances started (%d failed starts), %d served",
 		rep, service, res.OK, n, res.Codes, res.Min, res.P50, res.P99, res.Max, res.Started, res.StartFails, res.Served)
 	return res, nil
@@ -1262,13 +1143,13 @@ func run(ctx context.Context) error {
 	bin := *flagCaddy
 	if bin == "" {
 		logf("building ./cmd/caddy")
-		if bin, err = buildCaddy(ctx, dir); err != nil {
+		if bin, err = harness.BuildCaddy(ctx, dir); err != nil {
 			return err
 		}
 	}
 	machine.Caddy = caddyVersion(bin)
 
-	ports, err := mach.FreePorts(6)
+	ports, err := harness.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -1283,13 +1164,13 @@ func run(ctx context.Context) error {
 	// is reloaded with site B, a reverse_proxy to that container. The reload
 	// keeps the bench service's instance (same settings).
 	logf("starting caddy")
-	b.caddy, err = startCaddy(bin, dir, b.admin, b.caddyfile(false))
+	b.caddy, err = harness.StartCaddy(bin, dir, b.admin, b.caddyfile(false))
 	if err != nil {
 		return err
 	}
 	defer func() {
 		logf("stopping caddy")
-		b.caddy.stop()
+		b.caddy.Stop()
 	}()
 	first := newClient(60*time.Second, false)
 	var a answer
@@ -1299,11 +1180,11 @@ func run(ctx context.Context) error {
 		if a.err == nil && a.code == http.StatusOK {
 			break
 		}
-		if err := b.caddy.alive(); err != nil {
+		if err := b.caddy.Alive(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("site A did not answer 200: code %d err %v\n%s", a.code, a.err, b.caddy.tail(30))
+			return fmt.Errorf("site A did not answer 200: code %d err %v\n%s", a.code, a.err, b.caddy.Tail(30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -1330,7 +1211,7 @@ func run(ctx context.Context) error {
 	}
 	b.benchAddr = info.Addr
 	logf("bench instance %.12s at %s (answered as %s); reloading with site B", b.benchID, b.benchAddr, a.instance)
-	if err := b.caddy.load(b.caddyfile(true)); err != nil {
+	if err := b.caddy.Load(b.caddyfile(true)); err != nil {
 		return err
 	}
 	sides := []sideSpec{

@@ -4,7 +4,6 @@ package machine
 
 import (
 	"math"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -60,19 +59,4 @@ func RootMode(h scaler.HostInfo) string {
 		return "rootless"
 	}
 	return "rootful"
-}
-
-// FreePorts returns n distinct free loopback ports: it holds all n
-// listeners open until it has them, so no port is handed out twice.
-func FreePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +70,14 @@ type fakeContainer struct {
 	exitCode int
 	removed  bool
 	output   []scaler.LogLine // what FollowLogs reads; see write
+	quota    int64            // CPU quota: the spec's (its start boost, if any), then SetCPU's
+}
+
+// pid is the container's process id as Inspect reports it while running: a
+// number of its own per container.
+func (c *fakeContainer) pid() int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(c.id, "fake"))
+	return 1000 + n
 }
 
 type fakeSub struct {
@@ -184,7 +194,11 @@ func (f *Fake) Create(ctx context.Context, spec scaler.ContainerSpec) (string, e
 	f.nextID++
 	id := fmt.Sprintf("fake%03d", f.nextID)
 	spec.Labels = maps.Clone(spec.Labels)
-	f.containers[id] = &fakeContainer{id: id, spec: spec, state: scaler.StateCreated, addr: addr}
+	quota := spec.Limits.CPUQuota
+	if spec.Limits.StartCPUQuota > 0 {
+		quota = spec.Limits.StartCPUQuota
+	}
+	f.containers[id] = &fakeContainer{id: id, spec: spec, state: scaler.StateCreated, addr: addr, quota: quota}
 	f.created = append(f.created, id)
 	return id, nil
 }
@@ -284,8 +298,35 @@ func (c *fakeContainer) infoLocked() scaler.ContainerInfo {
 	info := scaler.ContainerInfo{ID: c.id, Name: c.spec.Name, State: c.state, Labels: maps.Clone(c.spec.Labels), ExitCode: c.exitCode}
 	if c.state == scaler.StateRunning || c.state == scaler.StatePaused {
 		info.Addr = c.addr
+		info.Pid = c.pid()
 	}
 	return info
+}
+
+// SetCPU records the quota a running container was given (see CPUQuota).
+func (f *Fake) SetCPU(ctx context.Context, id string, pid int, quota, period int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	if c.state != scaler.StateRunning || pid != c.pid() {
+		return fmt.Errorf("set cpu of %s: not running as pid %d", id, pid)
+	}
+	c.quota = quota
+	return nil
+}
+
+// CPUQuota is a container's CPU quota: the one it was created with
+// (its start boost, if any) until SetCPU changes it.
+func (f *Fake) CPUQuota(id string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		return c.quota
+	}
+	return 0
 }
 
 func (f *Fake) List(ctx context.Context, label, value string) ([]scaler.ContainerInfo, error) {
