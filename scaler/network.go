@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -274,4 +275,26 @@ func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, inf
 	}
 	in.Shaping = how
 	return in, nil
+}
+
+// exitedWhileStarting says whether a container whose network could not be
+// set up did so because its process is gone: then it waits (a few seconds
+// at most) until Podman reports it exited, so the start fails with the
+// app's exit code.
+func (s *Scaler) exitedWhileStarting(ctx context.Context, id string, pid int, died <-chan struct{}) bool {
+	if _, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
+		return false // alive: the failure is the network's
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if info, err := s.rt.Inspect(ctx, id); err == nil && hasExited(info.State) {
+			return true
+		}
+		select {
+		case <-died:
+			return true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
 }

@@ -488,6 +488,12 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 	// unfenced or unshaped.
 	in, err := s.sandbox(api, cfg, lim, info)
 	if err != nil {
+		// An app that exits at once takes its network namespace with it:
+		// that is a crash, reported with its exit code, not a network
+		// failure.
+		if s.exitedWhileStarting(api, id, info.Pid, inst.died) {
+			return fail("the app exited while starting", nil)
+		}
 		return fail("the instance's network could not be fenced off and shaped", err)
 	}
 	svc.mu.Lock()
