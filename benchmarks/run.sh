@@ -9,9 +9,11 @@
 #   BUILD_N  rounds of the build benchmark (default 3; each round is 4 image builds per app)
 #   DISK_DEPLOYS  deploys per keep_images value of the disk benchmark (default 50)
 #   SCALE_N  services at the scale benchmark's last step (default 1000)
+#   BW_N     rounds of the bandwidth benchmark (default 5; each moves about 8 s of traffic per shaped target and direction)
+#   RT_N     samples of each figure of the runtimes benchmark (default 7)
 #   ONLY     run only the steps whose name is listed (space-separated), e.g. ONLY=coldstart,
-#            ONLY=gateway, ONLY=build, ONLY=disk or ONLY=scale; the steps are coldstart, gateway,
-#            build, disk and scale
+#            ONLY=gateway, ONLY=build, ONLY=disk, ONLY=scale, ONLY=bandwidth or ONLY=runtimes;
+#            the steps are coldstart, gateway, build, disk, scale, bandwidth and runtimes
 #   GO       the go command (default: go on PATH, else /usr/local/go/bin/go)
 #   PODCELL_PODMAN_URI  Podman API address (default unix:///run/podman/podman.sock)
 set -euo pipefail
@@ -21,6 +23,8 @@ N="${N:-25}"
 BUILD_N="${BUILD_N:-3}"
 DISK_DEPLOYS="${DISK_DEPLOYS:-50}"
 SCALE_N="${SCALE_N:-1000}"
+BW_N="${BW_N:-5}"
+RT_N="${RT_N:-7}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 [ -x "$GO" ] || command -v "$GO" >/dev/null || { echo "run.sh: Go not found; install Go 1.26 or set GO=" >&2; exit 1; }
 export PATH="$(dirname "$GO"):$PATH"   # scalertest builds the hello image with `go build`
@@ -38,6 +42,8 @@ STEPS=(
   "build|$GO run ./benchmarks/build -n $BUILD_N -json @JSON@"
   "disk|$GO run ./benchmarks/disk -deploys $DISK_DEPLOYS -json @JSON@"
   "scale|$GO run ./benchmarks/scale -n $SCALE_N -json @JSON@"
+  "bandwidth|$GO run ./benchmarks/bandwidth -n $BW_N -json @JSON@"
+  "runtimes|$GO run ./benchmarks/runtimes -n $RT_N -json @JSON@"
 )
 
 failed=0

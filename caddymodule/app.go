@@ -41,6 +41,11 @@ type App struct {
 	// AllowUnenforcedLimits runs services even where the host cannot
 	// enforce memory and CPU limits (rootless Podman on cgroup v1).
 	AllowUnenforcedLimits bool `json:"allow_unenforced_limits,omitempty"`
+	// BandwidthPerCoreMbit is each instance's network rate per core of
+	// memory (memory_mb/1769), in Mbit/s, in each direction, unless a
+	// service sets its bandwidth_mbit. Default 200. Read when the scaler
+	// starts: a change takes a restart.
+	BandwidthPerCoreMbit int `json:"bandwidth_per_core_mbit,omitempty"`
 	// KeepOnStop leaves instances running when Caddy stops, for the next
 	// start to adopt. By default they are stopped and removed.
 	KeepOnStop bool `json:"keep_on_stop,omitempty"`
@@ -151,6 +156,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
 	}
+	if a.BandwidthPerCoreMbit != 0 {
+		if err := scaler.CheckBandwidth("bandwidth_per_core_mbit", a.BandwidthPerCoreMbit); err != nil {
+			return fmt.Errorf("podcell: %w", err)
+		}
+	}
 	if a.StartupCPU > scaler.MaxMemoryMB/scaler.MBPerCore || (a.StartupCPU < 0 && a.StartupCPU != -1) {
 		return fmt.Errorf("podcell: startup_cpu %g: use more than 0 and at most %d cores, or -1 (off)", a.StartupCPU, scaler.MaxMemoryMB/scaler.MBPerCore)
 	}
@@ -189,6 +199,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 				Owner:                 a.Owner,
 				UserNS:                a.UserNS,
 				AllowUnenforcedLimits: a.AllowUnenforcedLimits,
+				BandwidthPerCoreMbit:  a.BandwidthPerCoreMbit,
 				KeepOnClose:           a.KeepOnStop,
 				StartupCPU:            a.StartupCPU,
 				StartupCPUBudget:      a.StartupCPUBudget,

@@ -32,6 +32,7 @@ func init() {
 //	    owner <name>
 //	    userns auto|host
 //	    allow_unenforced_limits
+//	    bandwidth_per_core <rate>  # 200Mbit (the default), 1Gbit
 //	    keep_on_stop
 //	    runtime_image <runtime> <image>
 //	    build_concurrency <n>
@@ -76,6 +77,19 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 		case "allow_unenforced_limits":
 			app.AllowUnenforcedLimits = true
+		case "bandwidth_per_core":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("bandwidth_per_core takes one argument, the rate per core of memory in each direction, e.g. bandwidth_per_core 200Mbit")
+			}
+			n, err := scaler.ParseBandwidth("bandwidth_per_core", s)
+			if err == nil {
+				err = scaler.CheckBandwidth("bandwidth_per_core", n)
+			}
+			if err != nil {
+				return nil, d.Errf("%v", err)
+			}
+			app.BandwidthPerCoreMbit = n
 		case "keep_on_stop":
 			app.KeepOnStop = true
 		case "runtime_image":
@@ -184,7 +198,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			app.Dashboard = true
 		default:
-			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, build_user, max_repo_size, max_repo_files, build_ca, build_proxy, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
+			return nil, d.Errf("unknown podcell global option %q: known ones are podman, data_dir, owner, userns, allow_unenforced_limits, bandwidth_per_core, keep_on_stop, runtime_image, build_concurrency, keep_images, build_memory, build_cpus, build_pids, build_timeout, build_user, max_repo_size, max_repo_files, build_ca, build_proxy, startup_cpu, startup_cpu_budget, encryption_key_file, encryption_key_env, dashboard", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "podcell", Value: caddyconfig.JSON(app, nil)}, nil
@@ -214,6 +228,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    memory <size>            # 256MB, 1GiB (MB = MiB, as in Podman)
 //	    tmp_size <size>
 //	    pids_limit <n>
+//	    bandwidth <rate>         # 50Mbit, 1Gbit; default: bandwidth_per_core x memory/1769
 //	    startup_cpu <cores>|off
 //	    min_instances <n>
 //	    max_instances <n>
@@ -375,6 +390,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "tmp_size":
 			err = sizeArg(&h.TmpMB)
+		case "bandwidth":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.Errf("bandwidth takes one argument, the instance's rate in each direction, e.g. bandwidth 50Mbit")
+			}
+			if h.BandwidthMbit, err = scaler.ParseBandwidth("bandwidth", s); err == nil {
+				err = scaler.CheckBandwidth("bandwidth", h.BandwidthMbit)
+			}
+			if err != nil {
+				err = d.Errf("%v", err)
+			}
 		case "pids_limit":
 			var n int
 			err = intArg(&n, 16)

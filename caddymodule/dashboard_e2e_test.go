@@ -186,6 +186,25 @@ http://{http} {
 	p.waitFor("the cold start counted", row+`.dataset.coldStarts >= 1 && Number(document.getElementById('cold-count').textContent) >= 1`, 10*time.Second)
 	p.waitFor("the cold start in its chart", `document.getElementById('chart-cold').dataset.total >= 1`, 10*time.Second)
 	p.waitFor("the instance as ready", `document.querySelector('#instances tr[data-state="ready"]') !== null`, 5*time.Second)
+	// Its network and rate, in the status JSON and on the page: 256 MB
+	// at the default 200 Mbit/s per core is 28.9 Mbit/s.
+	var st struct {
+		Instances []scaler.InstanceSnapshot `json:"instances"`
+	}
+	c.adminJSON("GET", "/podcell/services/hello", &st)
+	netShown := false
+	for _, i := range st.Instances {
+		if i.State == "ready" {
+			netShown = i.Net.Network == c.owner+"-hello" && fmt.Sprintf("%.1f", i.Net.RateMbit) == "28.9" && strings.Contains(i.Net.Shaping, "tbf")
+			if !netShown {
+				t.Errorf("ready instance's network in GET /podcell/services/hello: %+v, want %s-hello at 28.9 Mbit/s shaped by tbf", i.Net, c.owner)
+			}
+		}
+	}
+	if !netShown {
+		t.Errorf("GET /podcell/services/hello lists no ready instance with its network: %+v", st.Instances)
+	}
+	p.waitFor("the instance's network and rate", `document.querySelector('#instances tr[data-state="ready"]').textContent.includes('-hello, 28.9 Mbit/s')`, 5*time.Second)
 	p.waitFor("the app's output in the live log", `document.getElementById('log').textContent.includes('hello listening on')`, 10*time.Second)
 	shown := time.Since(t1)
 

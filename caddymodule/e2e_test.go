@@ -254,6 +254,16 @@ func (c *caddyProc) stop() {
 		c.t.Errorf("container %s (%s) left behind after caddy stopped", ct.Name, ct.State)
 		c.rt.Remove(ctx, ct.ID)
 	}
+	nets, err := c.rt.ListNetworks(ctx)
+	if err != nil {
+		c.t.Errorf("list networks: %v", err)
+	}
+	for _, n := range nets {
+		if n.Labels[scaler.LabelOwner] == c.owner {
+			c.t.Errorf("network %s left behind after caddy stopped", n.Name)
+			c.rt.RemoveNetwork(ctx, n.Name)
+		}
+	}
 }
 
 func tail(s string, n int) string {

@@ -29,6 +29,10 @@ type ServiceConfig struct {
 	MemoryMB  int   // 128..7076 (default 256); CPU follows memory, see LimitsFor
 	TmpMB     int   // /tmp tmpfs size cap (default 64, at most MemoryMB)
 	PidsLimit int64 // default 512
+	// BandwidthMbit is the instance's rate in each direction, in Mbit/s.
+	// 0 (the default) ties it to memory as CPU is: the scaler's
+	// bandwidth_per_core times memory_MB/1769 (see BandwidthFor).
+	BandwidthMbit int
 	// StartupCPU is the CPU, in cores, an instance starts with until its
 	// app answers (at most the cores it may run on); 0 takes
 	// Options.StartupCPU, negative: no boost. See boost.go.
@@ -101,6 +105,11 @@ func (c ServiceConfig) Validate() error {
 	if _, err := LimitsFor(c.MemoryMB, c.TmpMB, c.PidsLimit); err != nil {
 		return fmt.Errorf("service %s: %w", c.Name, err)
 	}
+	if c.BandwidthMbit != 0 {
+		if err := CheckBandwidth("bandwidth", c.BandwidthMbit); err != nil {
+			return fmt.Errorf("service %s: %w", c.Name, err)
+		}
+	}
 	for k := range c.Env {
 		if !envNameRE.MatchString(k) {
 			return fmt.Errorf("service %s: env name %q is invalid: use letters, digits and '_', not starting with a digit", c.Name, k)
@@ -166,6 +175,12 @@ func (c ServiceConfig) Revision() string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(h, "env %q=%q\n", k, c.Env[k])
+	}
+	// A rate set for the service is set on the instance's network when it
+	// starts: a new one needs new instances. Unset keeps the revision a
+	// config had before bandwidth existed.
+	if c.BandwidthMbit != 0 {
+		fmt.Fprintf(h, "bandwidth=%d\n", c.BandwidthMbit)
 	}
 	// Resolved or literal is a different container env; a config without
 	// templates keeps the revision it had before ExpandEnv existed.

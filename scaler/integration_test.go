@@ -55,6 +55,11 @@ func envFor(t *testing.T, rt *scaler.Podman, image, ownerPrefix string) *env {
 			t.Errorf("container %s (%s) left behind", c.Name, c.State)
 			rt.Remove(ctx, c.ID)
 		}
+		// Networks too: closing a scaler that keeps nothing removes them.
+		for _, n := range ownedNetworks(t, rt, e.owner) {
+			t.Errorf("network %s left behind", n.Name)
+			rt.RemoveNetwork(ctx, n.Name)
+		}
 	})
 	return e
 }
@@ -561,6 +566,9 @@ func TestRestartAdoptsOrRemovesLeftovers(t *testing.T) {
 	if n := e.running(); n != 2 {
 		t.Fatalf("%d containers after a keep-on-close stop, want 2", n)
 	}
+	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 2 {
+		t.Fatalf("networks after a keep-on-close stop: %v, want the 2 services'", nets)
+	}
 
 	// The next podcell only declares "survivor": its instance is adopted,
 	// the other service's container is removed.
@@ -574,6 +582,10 @@ func TestRestartAdoptsOrRemovesLeftovers(t *testing.T) {
 	}
 	if n := e.running(); n != 1 {
 		t.Errorf("%d containers after reconcile, want the adopted 1", n)
+	}
+	// The adopted service keeps its network; the other one's is removed.
+	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "survivor" {
+		t.Errorf("networks after reconcile: %v, want survivor's only", nets)
 	}
 	l, err := svc.Acquire(context.Background())
 	if err != nil {

@@ -94,7 +94,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	cs, err := s.sc.spec(inst, cfg, lim)
 	var id string
 	if err == nil {
-		id, err = s.sc.rt.Create(ctx, cs)
+		id, err = s.sc.create(ctx, cs)
 	}
 	s.mu.Lock()
 	if err != nil {

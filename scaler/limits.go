@@ -1,6 +1,10 @@
 package scaler
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // The service doc ties CPU to memory: one core per 1769 MB, a fraction of a
 // core below that, at most 4 cores (7076 MB). We implement the rule exactly:
@@ -31,6 +35,9 @@ type Limits struct {
 	// its app answers (the startup boost, see boost.go).
 	StartCPUQuota int64
 	CPUs          int // visible cores (cpuset size)
+	// BandwidthBps is the instance's rate in each direction, in bits per
+	// second (see BandwidthFor); the scaler sets it from its options.
+	BandwidthBps int64
 }
 
 // CheckMemory says whether memoryMB is a size an instance can have.
@@ -93,4 +100,56 @@ func (l Limits) cpuset(hostCPUs, offset int) string {
 		cpus += fmt.Sprint((start + i) % hostCPUs)
 	}
 	return cpus
+}
+
+// Bandwidth follows memory as CPU does: bandwidth_per_core (default 200
+// Mbit/s) times the instance's cores, memory_MB/1769, so 256 MB gets 28.9
+// Mbit/s and 1769 MB 200 Mbit/s. A service may set its own rate instead.
+const (
+	DefaultBandwidthPerCoreMbit = 200
+	MaxBandwidthMbit            = 100_000 // 100 Gbit/s: more than any link this runs on
+)
+
+// CheckBandwidth says whether mbit is a rate option (named by what) can
+// take.
+func CheckBandwidth(what string, mbit int) error {
+	if mbit < 1 || mbit > MaxBandwidthMbit {
+		return fmt.Errorf("%s %d Mbit/s is out of range: use 1 to %d Mbit/s (e.g. %s 50Mbit)", what, mbit, MaxBandwidthMbit, what)
+	}
+	return nil
+}
+
+// BandwidthFor is an instance's rate in bits per second, in each
+// direction: serviceMbit if set, else perCoreMbit times memoryMB/1769.
+func BandwidthFor(memoryMB, serviceMbit, perCoreMbit int) int64 {
+	if serviceMbit > 0 {
+		return int64(serviceMbit) * 1_000_000
+	}
+	if perCoreMbit <= 0 {
+		perCoreMbit = DefaultBandwidthPerCoreMbit
+	}
+	return int64(perCoreMbit) * 1_000_000 * int64(memoryMB) / MBPerCore
+}
+
+// ParseBandwidth reads option what's rate in Mbit/s: "200", "200Mbit", "200Mbit/s",
+// "200Mbps", "1Gbit", "1Gbit/s" or "1Gbps". Bits, not bytes: "MB" is
+// refused, since it would mean 8 times the rate in tc's and most people's
+// reading.
+func ParseBandwidth(what, s string) (int, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"mbit/s", 1}, {"mbit", 1}, {"mbps", 1}, {"gbit/s", 1000}, {"gbit", 1000}, {"gbps", 1000}} {
+		if rest, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s %q: use a whole number of Mbit/s or Gbit/s, e.g. %s 200Mbit or %s 1Gbit", what, s, what, what)
+	}
+	return n * mult, nil
 }

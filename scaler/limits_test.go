@@ -130,3 +130,40 @@ func TestLimitsCpuset(t *testing.T) {
 		})
 	}
 }
+
+// Bandwidth follows memory like CPU: 256 MB gets 256/1769 of the per-core
+// rate, 1769 MB all of it; a service's own rate wins.
+func TestBandwidthFor(t *testing.T) {
+	for _, c := range []struct {
+		mem, svc, perCore int
+		want              int64
+	}{
+		{256, 0, 200, 28_942_905}, {1769, 0, 200, 200_000_000}, {7076, 0, 200, 800_000_000},
+		{256, 0, 0, 28_942_905}, {256, 50, 200, 50_000_000}, {1769, 0, 1000, 1_000_000_000},
+	} {
+		if got := BandwidthFor(c.mem, c.svc, c.perCore); got != c.want {
+			t.Errorf("BandwidthFor(%d, %d, %d) = %d, want %d", c.mem, c.svc, c.perCore, got, c.want)
+		}
+	}
+	for in, want := range map[string]int{"200": 200, "200Mbit": 200, "200Mbit/s": 200, "200 mbps": 200, "1Gbit": 1000, "2gbit/s": 2000, "1Gbps": 1000} {
+		if got, err := ParseBandwidth("bandwidth", in); err != nil || got != want {
+			t.Errorf("ParseBandwidth(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-5", "200MB", "1.5Gbit", "fast"} {
+		if _, err := ParseBandwidth("bandwidth", in); err == nil {
+			t.Errorf("ParseBandwidth(%q) accepted", in)
+		}
+	}
+	cfg := ServiceConfig{Name: "x", Image: "i", BandwidthMbit: 200_000}.WithDefaults()
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "bandwidth") {
+		t.Errorf("bandwidth 200000: %v, want an error naming bandwidth", err)
+	}
+	// A rate set for the service is a new revision; none keeps the old one.
+	base := ServiceConfig{Name: "x", Image: "i"}.WithDefaults()
+	with := base
+	with.BandwidthMbit = 50
+	if base.Revision() == with.Revision() {
+		t.Error("setting bandwidth kept the revision")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/network"
 	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/domain/entities/types"
 	"github.com/containers/podman/v5/pkg/specgen"
@@ -165,6 +166,10 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	if cs.Cpuset != "" {
 		s.ResourceLimits.CPU.Cpus = cs.Cpuset
 	}
+	if cs.Network != "" {
+		s.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+		s.Networks = map[string]nettypes.PerNetworkOptions{cs.Network: {}}
+	}
 	if cs.Publish {
 		s.PortMappings = []nettypes.PortMapping{{HostIP: "127.0.0.1", ContainerPort: uint16(cs.Port), Protocol: "tcp"}}
 	}
@@ -227,6 +232,11 @@ func (p *Podman) Inspect(ctx context.Context, id string) (ContainerInfo, error) 
 		ci.Error = data.State.Error
 		ci.Pid = data.State.Pid
 	}
+	if data.NetworkSettings != nil {
+		for name := range data.NetworkSettings.Networks {
+			ci.Network = name // podcell puts a container on one network at most
+		}
+	}
 	if data.Config != nil {
 		ci.Labels = data.Config.Labels
 	}
@@ -283,6 +293,9 @@ func (p *Podman) List(ctx context.Context, label, value string) ([]ContainerInfo
 		ci := ContainerInfo{ID: c.ID, State: c.State, Labels: c.Labels, ExitCode: int(c.ExitCode)}
 		if len(c.Names) > 0 {
 			ci.Name = c.Names[0]
+		}
+		if len(c.Networks) == 1 {
+			ci.Network = c.Networks[0]
 		}
 		out = append(out, ci)
 	}
@@ -447,6 +460,52 @@ func parseLogFrame(frame string) (t time.Time, text string, whole bool) {
 		}
 	}
 	return time.Now(), text, whole
+}
+
+func (p *Podman) CreateNetwork(ctx context.Context, n NetworkSpec) (NetworkInfo, error) {
+	req := &nettypes.Network{
+		Name:    n.Name,
+		Driver:  "bridge",
+		Labels:  n.Labels,
+		Options: map[string]string{"isolate": "true"},
+	}
+	if n.Subnet != nil {
+		req.Subnets = []nettypes.Subnet{{Subnet: nettypes.IPNet{IPNet: *n.Subnet}}}
+	}
+	made, err := network.Create(p.ctx(ctx), req)
+	if err != nil {
+		return NetworkInfo{}, fmt.Errorf("create network %s: %w", n.Name, err)
+	}
+	return networkInfo(made), nil
+}
+
+func (p *Podman) RemoveNetwork(ctx context.Context, name string) error {
+	_, err := network.Remove(p.ctx(ctx), name, nil)
+	if err != nil && (isNotFound(err) || strings.Contains(err.Error(), "network not found")) {
+		return nil
+	}
+	return err
+}
+
+func (p *Podman) ListNetworks(ctx context.Context) ([]NetworkInfo, error) {
+	list, err := network.List(p.ctx(ctx), nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NetworkInfo, 0, len(list))
+	for _, n := range list {
+		out = append(out, networkInfo(n))
+	}
+	return out, nil
+}
+
+func networkInfo(n nettypes.Network) NetworkInfo {
+	ni := NetworkInfo{Name: n.Name, Labels: n.Labels, Interface: n.NetworkInterface}
+	for _, sn := range n.Subnets {
+		ipn := sn.Subnet.IPNet
+		ni.Subnets = append(ni.Subnets, &ipn)
+	}
+	return ni
 }
 
 func isNotFound(err error) bool {

@@ -79,6 +79,10 @@ type ContainerSpec struct {
 	Cpuset      string // cores the instance may run on, e.g. "1" or "0-1"
 	UserNS      string // "auto" for per-container user namespaces; "" for the engine default
 	StopTimeout time.Duration
+	// Network is the Podman network the container joins; "" leaves it on
+	// the engine's default (slirp4netns, each container in a network
+	// namespace of its own, under rootless Podman).
+	Network string
 }
 
 // Container states as the engine reports them.
@@ -106,6 +110,7 @@ type ContainerInfo struct {
 	ExitCode  int
 	OOMKilled bool
 	Error     string
+	Network   string // the network the container is on ("" for the engine's default)
 }
 
 // Event is a container lifecycle event.

@@ -52,6 +52,15 @@ type Options struct {
 	// list, and keep, a thousand containers. Zero: DefaultStandbyIdle;
 	// negative: every service keeps one, used or not.
 	StandbyIdle time.Duration
+	// BandwidthPerCoreMbit ties an instance's network rate to its memory as
+	// CPU is: this many Mbit/s per core (memory_MB/1769), in each
+	// direction, unless the service sets its own. Default 200.
+	BandwidthPerCoreMbit int
+	// NoNetworkSandbox runs every instance on the engine's default
+	// network, unfenced and unshaped, as podcell did before services had
+	// networks of their own. Only for measuring what the sandbox costs
+	// (benchmarks/coldstart); the Caddy app never sets it.
+	NoNetworkSandbox bool
 	// StartupCPU is the CPU, in cores, an instance starts with until its
 	// app answers, for services that set none (default DefaultStartupCPU;
 	// negative: no boost). It never exceeds the cores the instance may run
@@ -85,6 +94,8 @@ type Scaler struct {
 	services map[string]*Service
 
 	cpuOffset atomic.Int64
+
+	net netState // the services' networks
 }
 
 // New probes the host through rt and starts watching container events.
@@ -119,6 +130,12 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	}
 	if opts.UserNS == "" {
 		opts.UserNS = "auto"
+	}
+	if opts.BandwidthPerCoreMbit == 0 {
+		opts.BandwidthPerCoreMbit = DefaultBandwidthPerCoreMbit
+	}
+	if err := CheckBandwidth("bandwidth_per_core", opts.BandwidthPerCoreMbit); err != nil {
+		return nil, err
 	}
 	if opts.StartupCPU > MaxMemoryMB/MBPerCore {
 		return nil, fmt.Errorf("startup_cpu %g is too large: use at most %d cores, or off", opts.StartupCPU, MaxMemoryMB/MBPerCore)
@@ -165,6 +182,7 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim.BandwidthBps = BandwidthFor(cfg.MemoryMB, cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit)
 	if cfg.PauseAfter > 0 && !s.host.CanPause() {
 		s.log.Warn("this host cannot pause containers (rootless Podman on cgroup v1): idle instances are stopped after idle_timeout instead",
 			zap.String("service", cfg.Name))
@@ -340,6 +358,11 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 		}()
 	}
 	wg.Wait()
+	if !keep && errors.Join(errs...) == nil {
+		if err := svc.sc.removeNetwork(ctx, svc.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -383,6 +406,7 @@ func (s *Scaler) spec(inst *instance, cfg ServiceConfig, lim Limits) (ContainerS
 		Limits:      lim,
 		Cpuset:      lim.cpuset(s.host.CPUs, int(s.cpuOffset.Add(1))),
 		StopTimeout: cfg.StopGrace,
+		Network:     s.NetworkName(cfg.Name),
 	}
 	cs.Limits.StartCPUQuota = lim.startQuota(s.startupCores(cfg), s.visibleCPUs(lim))
 	if !s.host.Rootless && s.opts.UserNS == "auto" {
@@ -404,6 +428,7 @@ func (s *Scaler) ContainerSpec(cfg ServiceConfig) (ContainerSpec, error) {
 	if err != nil {
 		return ContainerSpec{}, err
 	}
+	lim.BandwidthBps = BandwidthFor(cfg.MemoryMB, cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit)
 	inst := &instance{name: s.containerName(cfg.Name), revision: cfg.Revision()}
 	return s.spec(inst, cfg, lim)
 }
@@ -438,7 +463,7 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		if err != nil {
 			return fail("the env could not be resolved", err)
 		}
-		if id, err = s.rt.Create(api, cs); err != nil {
+		if id, err = s.create(api, cs); err != nil {
 			return fail("the container could not be created", err)
 		}
 		svc.mu.Lock()
@@ -474,6 +499,21 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 	if info.Addr == "" {
 		return fail("the container has no reachable address", nil)
 	}
+	// Before the instance takes traffic: a request must never see it
+	// unfenced or unshaped.
+	in, err := s.sandbox(api, cfg, lim, info)
+	if err != nil {
+		// An app that exits at once takes its network namespace with it:
+		// that is a crash, reported with its exit code, not a network
+		// failure.
+		if s.exitedWhileStarting(api, id, info.Pid, inst.died) {
+			return fail("the app exited while starting", nil)
+		}
+		return fail("the instance's network could not be fenced off and shaped", err)
+	}
+	svc.mu.Lock()
+	inst.net = in
+	svc.mu.Unlock()
 	s.obs.InstanceStarting(cfg.Name, id)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -602,6 +642,9 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
 		}
 	}
+	if err := s.reconcileNetworks(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -630,8 +673,8 @@ func (svc *Service) knownLocked(c ContainerInfo) bool {
 // revision and still answers.
 func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 	svc.mu.Lock()
-	rev, cfg := svc.rev, svc.cfg
-	if svc.knownLocked(c) || c.Labels[LabelRevision] != rev || svc.closed {
+	rev, cfg, lim := svc.rev, svc.cfg, svc.limits
+	if svc.knownLocked(c) || c.Labels[LabelRevision] != rev || svc.closed || !svc.sc.onServiceNetwork(svc.name, c) {
 		svc.mu.Unlock()
 		return false
 	}
@@ -661,6 +704,16 @@ func (svc *Service) adopt(ctx context.Context, c ContainerInfo) bool {
 		inst.state = stStandby
 	default:
 		return false
+	}
+	if inst.state != stStandby {
+		// Routes and qdiscs live as long as the namespace, but the rate
+		// may have changed with bandwidth_per_core: set them again.
+		in, err := svc.sc.sandbox(ctx, cfg, lim, info)
+		if err != nil {
+			svc.log.Warn("cannot set up an earlier run's instance's network; replacing it", zap.String("container", info.Name), zap.Error(err))
+			return false
+		}
+		inst.net = in
 	}
 	svc.mu.Lock()
 	defer svc.mu.Unlock()

@@ -88,6 +88,7 @@ type instance struct {
 	died       chan struct{} // closed when the engine reports the container died
 	exitCode   int
 	noPause    bool // a pause failed: do not try again
+	net        InstanceNet
 }
 
 // Name is the service's name.
@@ -151,6 +152,7 @@ type InstanceSnapshot struct {
 	Revision string
 	Addr     string
 	Inflight int
+	Net      InstanceNet // its network and rate
 }
 
 // Count returns how many instances are in the given state ("ready", "paused"...).
@@ -176,7 +178,7 @@ func (s *Service) Snapshot() Snapshot {
 	snap := Snapshot{Name: s.cfg.Name, Revision: s.rev, Inflight: s.inflight, Queued: s.queue.Len()}
 	for _, inst := range s.instances {
 		snap.Instances = append(snap.Instances, InstanceSnapshot{ID: inst.id, Name: inst.name, State: inst.state.String(),
-			Revision: inst.revision, Addr: inst.addr, Inflight: inst.inflight})
+			Revision: inst.revision, Addr: inst.addr, Inflight: inst.inflight, Net: inst.net})
 	}
 	return snap
 }

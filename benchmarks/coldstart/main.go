@@ -6,6 +6,10 @@
 //	              timed Start + Inspect (for the address) + GET / every 1 ms until 200
 //	cold start    a scaler.Service at zero instances with its standby container
 //	              prepared: timed Acquire + GET / until 200 (the first request)
+//	cold start without network sandbox
+//	              the same from a scaler with NoNetworkSandbox: the instance on
+//	              Podman's default network, no routes, no shaping (podcell
+//	              before services had networks of their own)
 //	bare unpause  a running container paused with Pause: timed Unpause + one GET / 200
 //	resume        a scaler.Service whose only instance was paused after PauseAfter:
 //	              timed Acquire + one GET / 200
@@ -52,6 +56,7 @@ import (
 
 const (
 	coldTarget   = 1.15 // podcell cold start / bare start, median and p90
+	netTarget    = 1.10 // cold start / cold start without the network sandbox
 	resumeTarget = 1.5  // podcell resume / bare unpause, median and p90
 	port         = 8080
 )
@@ -156,6 +161,7 @@ type bench struct {
 	owner string
 	image string
 	sc    *scaler.Scaler
+	scOld *scaler.Scaler // NoNetworkSandbox: the "before" of the network sandbox
 
 	// raw samples (ms) by figure and by phase
 	samples map[string][]float64
@@ -221,8 +227,10 @@ func (b *bench) config(name string) scaler.ServiceConfig {
 }
 
 // spec is the container spec the scaler gives an instance of cfg.
+// The bare containers stay on Podman's default network, as before
+// services had networks: the spec comes from the scaler without the sandbox.
 func (b *bench) spec(cfg scaler.ServiceConfig) (scaler.ContainerSpec, error) {
-	return b.sc.ContainerSpec(cfg)
+	return b.scOld.ContainerSpec(cfg)
 }
 
 // cleanup removes every container carrying the owner label.
@@ -242,6 +250,17 @@ func (b *bench) cleanup(ctx context.Context) error {
 	}
 	if len(list) > 0 {
 		logf("removed %d container(s) labelled %s=%s", len(list), scaler.LabelOwner, b.owner)
+	}
+	nets, err := b.raw.ListNetworks(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
+	}
+	for _, n := range nets {
+		if n.Labels[scaler.LabelOwner] == b.owner {
+			if err := b.raw.RemoveNetwork(ctx, n.Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -333,20 +352,21 @@ func standbyID(svc *scaler.Service) string {
 // toZero brings the cold service back to zero instances, the way it happens
 // in production: it goes idle past its idle timeout and is stopped. For that
 // the timeout is briefly 1 ms; the scaler meanwhile prepares the next standby.
-func (b *bench) toZero(ctx context.Context, svc *scaler.Service, cfg scaler.ServiceConfig) error {
+func (b *bench) toZero(ctx context.Context, sc *scaler.Scaler, svc *scaler.Service, cfg scaler.ServiceConfig) error {
 	short := cfg
 	short.IdleTimeout = time.Millisecond
-	if _, err := b.sc.Apply(short); err != nil {
+	if _, err := sc.Apply(short); err != nil {
 		return err
 	}
 	err := waitFor(ctx, time.Minute, "cold service did not go back to zero with a standby", func() bool { return standbyID(svc) != "" })
-	if _, aerr := b.sc.Apply(cfg); aerr != nil {
+	if _, aerr := sc.Apply(cfg); aerr != nil {
 		return aerr
 	}
 	return err
 }
 
-func (b *bench) coldStart(ctx context.Context, svc *scaler.Service, cfg scaler.ServiceConfig, record bool) error {
+// coldStart samples a cold start of svc (of sc) under the figure fig.
+func (b *bench) coldStart(ctx context.Context, sc *scaler.Scaler, svc *scaler.Service, cfg scaler.ServiceConfig, fig string, record bool) error {
 	// The standby must be created (have an id): a standby still being
 	// created would make the start a create + start.
 	if err := waitFor(ctx, time.Minute, "cold service has no prepared standby", func() bool { return standbyID(svc) != "" }); err != nil {
@@ -373,20 +393,20 @@ func (b *bench) coldStart(ctx context.Context, svc *scaler.Service, cfg scaler.S
 		return fmt.Errorf("cold start sample was not a cold start (wake=%s)", wait.Wake)
 	}
 	if record {
-		b.add("cold_start", t2.Sub(t0))
+		b.add(fig, t2.Sub(t0))
 		st, ok1 := b.rt.first("start", id, t0)
 		in, ok2 := b.rt.first("inspect", id, st.end)
 		if ok1 && ok2 {
-			b.add("cold_start.dispatch", st.begin.Sub(t0))
-			b.add("cold_start.start", st.end.Sub(st.begin))
-			b.add("cold_start.inspect", in.end.Sub(in.begin))
-			b.add("cold_start.probe", t1.Sub(in.end))
-			b.add("cold_start.get", t2.Sub(t1))
+			b.add(fig+".dispatch", st.begin.Sub(t0))
+			b.add(fig+".start", st.end.Sub(st.begin))
+			b.add(fig+".inspect", in.end.Sub(in.begin))
+			b.add(fig+".probe", t1.Sub(in.end))
+			b.add(fig+".get", t2.Sub(t1))
 		} else {
 			logf("warning: the scaler did not start the standby %.12s (it made a new container)", id)
 		}
 	}
-	return b.toZero(ctx, svc, cfg)
+	return b.toZero(ctx, sc, svc, cfg)
 }
 
 // ---------------------------------------------------------------------------
@@ -498,6 +518,9 @@ func run(ctx context.Context) error {
 		if b.sc != nil {
 			b.sc.Close(cctx)
 		}
+		if b.scOld != nil {
+			b.scOld.Close(cctx)
+		}
 		if err := b.cleanup(cctx); err != nil {
 			logf("cleanup: %v", err)
 		}
@@ -510,8 +533,17 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.scOld, err = scaler.New(ctx, b.rt, scaler.Options{Owner: b.owner, UserNS: *flagUserNS, NoNetworkSandbox: true})
+	if err != nil {
+		return err
+	}
 	coldCfg := b.config("cold")
 	cold, err := b.sc.Apply(coldCfg)
+	if err != nil {
+		return err
+	}
+	oldCfg := b.config("cold-nosandbox")
+	coldOld, err := b.scOld.Apply(oldCfg)
 	if err != nil {
 		return err
 	}
@@ -554,9 +586,12 @@ func run(ctx context.Context) error {
 		fn   func(record bool) error
 	}{
 		{"bare start", func(r bool) error { return b.bareStart(ctx, r) }},
-		{"cold start", func(r bool) error { return b.coldStart(ctx, cold, coldCfg, r) }},
+		{"cold start", func(r bool) error { return b.coldStart(ctx, b.sc, cold, coldCfg, "cold_start", r) }},
 		{"bare unpause", func(r bool) error { return b.bareUnpause(ctx, pid, pinfo.Addr, r) }},
 		{"resume", func(r bool) error { return b.resume(ctx, resSvc, r) }},
+		{"cold start without network sandbox", func(r bool) error {
+			return b.coldStart(ctx, b.scOld, coldOld, oldCfg, "cold_start_nosandbox", r)
+		}},
 	}
 	// One untimed round warms caches (image layers, the API service, Go's
 	// HTTP client) for both sides.
@@ -569,17 +604,17 @@ func run(ctx context.Context) error {
 	machine.LoadBefore = mach.Loadavg()
 	began := time.Now()
 	for i := 0; i < *flagN; i++ {
-		order := []int{0, 1, 2, 3}
+		order := []int{0, 1, 4, 2, 3}
 		if i%2 == 1 {
-			order = []int{1, 0, 3, 2}
+			order = []int{4, 1, 0, 3, 2}
 		}
 		for _, k := range order {
 			if err := steps[k].fn(true); err != nil {
 				return fmt.Errorf("sample %d, %s: %w", i+1, steps[k].name, err)
 			}
 		}
-		logf("sample %d/%d: bare start %.1f ms, cold start %.1f ms, bare unpause %.1f ms, resume %.1f ms", i+1, *flagN,
-			last(b.samples["bare_start"]), last(b.samples["cold_start"]), last(b.samples["bare_unpause"]), last(b.samples["resume"]))
+		logf("sample %d/%d: bare start %.1f ms, cold start %.1f ms (%.1f ms without network sandbox), bare unpause %.1f ms, resume %.1f ms", i+1, *flagN,
+			last(b.samples["bare_start"]), last(b.samples["cold_start"]), last(b.samples["cold_start_nosandbox"]), last(b.samples["bare_unpause"]), last(b.samples["resume"]))
 	}
 	machine.LoadAfter = mach.Loadavg()
 	machine.Duration = time.Since(began).Round(time.Second).String()
@@ -694,7 +729,7 @@ func report(b *bench, m Machine) Report {
 	if lim, err := scaler.LimitsFor(*flagMemory, 1, 16); err == nil {
 		r.CPUCores = lim.Cores()
 	}
-	names := []string{"bare_start", "cold_start", "bare_unpause", "resume"}
+	names := []string{"bare_start", "cold_start", "cold_start_nosandbox", "bare_unpause", "resume"}
 	st := map[string]Stat{}
 	for _, n := range names {
 		st[n] = stat(n, b.samples[n])
@@ -703,10 +738,12 @@ func report(b *bench, m Machine) Report {
 	r.Ratios = []Ratio{
 		ratio("cold start / bare start", st["cold_start"], st["bare_start"], coldTarget),
 		ratio("resume / bare unpause", st["resume"], st["bare_unpause"], resumeTarget),
+		ratio("cold start / cold start without network sandbox", st["cold_start"], st["cold_start_nosandbox"], netTarget),
 	}
 	for _, n := range []string{
 		"bare_start.start", "bare_start.inspect", "bare_start.probe",
 		"cold_start.dispatch", "cold_start.start", "cold_start.inspect", "cold_start.probe", "cold_start.get",
+		"cold_start_nosandbox.start", "cold_start_nosandbox.probe",
 		"bare_unpause.unpause", "bare_unpause.get",
 		"resume.dispatch", "resume.unpause", "resume.handoff", "resume.get",
 	} {
@@ -718,27 +755,30 @@ func report(b *bench, m Machine) Report {
 }
 
 var figureText = map[string]string{
-	"bare_start":   "bare start: Start + Inspect + GET / every 1 ms until 200",
-	"cold_start":   "podcell cold start: Acquire (standby ready) + GET / until 200",
-	"bare_unpause": "bare unpause: Unpause + one GET / 200",
-	"resume":       "podcell resume: Acquire (instance paused) + one GET / 200",
+	"bare_start":           "bare start: Start + Inspect + GET / every 1 ms until 200",
+	"cold_start":           "podcell cold start: Acquire (standby ready) + GET / until 200",
+	"cold_start_nosandbox": "podcell cold start without network sandbox (default network, no routes, no shaping)",
+	"bare_unpause":         "bare unpause: Unpause + one GET / 200",
+	"resume":               "podcell resume: Acquire (instance paused) + one GET / 200",
 }
 
 var breakdownText = map[string]string{
-	"bare_start.start":     "bare start: Start call",
-	"bare_start.inspect":   "bare start: Inspect call",
-	"bare_start.probe":     "bare start: GET / polled until 200",
-	"cold_start.dispatch":  "cold start: Acquire until the scaler calls Start",
-	"cold_start.start":     "cold start: Start call",
-	"cold_start.inspect":   "cold start: Inspect call",
-	"cold_start.probe":     "cold start: readiness probe until Acquire returns",
-	"cold_start.get":       "cold start: first GET / after Acquire",
-	"bare_unpause.unpause": "bare unpause: Unpause call",
-	"bare_unpause.get":     "bare unpause: GET /",
-	"resume.dispatch":      "resume: Acquire until the scaler calls Unpause",
-	"resume.unpause":       "resume: Unpause call",
-	"resume.handoff":       "resume: Unpause return until Acquire returns",
-	"resume.get":           "resume: GET /",
+	"bare_start.start":           "bare start: Start call",
+	"bare_start.inspect":         "bare start: Inspect call",
+	"bare_start.probe":           "bare start: GET / polled until 200",
+	"cold_start.dispatch":        "cold start: Acquire until the scaler calls Start",
+	"cold_start.start":           "cold start: Start call",
+	"cold_start.inspect":         "cold start: Inspect call",
+	"cold_start.probe":           "cold start: network sandbox + readiness probe until Acquire returns",
+	"cold_start_nosandbox.start": "cold start without sandbox: Start call",
+	"cold_start_nosandbox.probe": "cold start without sandbox: readiness probe until Acquire returns",
+	"cold_start.get":             "cold start: first GET / after Acquire",
+	"bare_unpause.unpause":       "bare unpause: Unpause call",
+	"bare_unpause.get":           "bare unpause: GET /",
+	"resume.dispatch":            "resume: Acquire until the scaler calls Unpause",
+	"resume.unpause":             "resume: Unpause call",
+	"resume.handoff":             "resume: Unpause return until Acquire returns",
+	"resume.get":                 "resume: GET /",
 }
 
 func (r Report) markdown() string {

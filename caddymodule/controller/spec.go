@@ -36,6 +36,10 @@ type ServiceSpec struct {
 	TmpMB int `json:"tmp_mb,omitempty"`
 	// PidsLimit caps processes and threads (default 512).
 	PidsLimit int64 `json:"pids_limit,omitempty"`
+	// BandwidthMbit is each instance's network rate in each direction, in
+	// Mbit/s (1 to 100000). Default: the app's bandwidth_per_core_mbit
+	// times memory_mb/1769.
+	BandwidthMbit int `json:"bandwidth_mbit,omitempty"`
 	// StartupCPU is the CPU, in cores, an instance starts with until its
 	// app answers (default: the global startup_cpu; -1: off).
 	StartupCPU float64 `json:"startup_cpu,omitempty"`
@@ -184,27 +188,28 @@ func (g *GitSource) validate() error {
 // service's image is its build's, set by the controller.
 func (s ServiceSpec) Config(name string) scaler.ServiceConfig {
 	return scaler.ServiceConfig{
-		Name:         name,
-		Image:        s.Image,
-		Command:      s.Command,
-		Port:         s.Port,
-		Env:          s.Env,
-		MemoryMB:     s.MemoryMB,
-		TmpMB:        s.TmpMB,
-		PidsLimit:    s.PidsLimit,
-		StartupCPU:   s.StartupCPU,
-		MinInstances: s.MinInstances,
-		MaxInstances: s.MaxInstances,
-		Concurrency:  s.Concurrency,
-		PauseAfter:   time.Duration(s.PauseAfter),
-		IdleTimeout:  time.Duration(s.IdleTimeout),
-		StableWindow: time.Duration(s.StableWindow),
-		QueueSize:    s.QueueSize,
-		QueueTimeout: time.Duration(s.QueueTimeout),
-		StartTimeout: time.Duration(s.StartTimeout),
-		HealthPath:   s.HealthPath,
-		DrainTimeout: time.Duration(s.DrainTimeout),
-		StopGrace:    time.Duration(s.StopGrace),
+		Name:          name,
+		Image:         s.Image,
+		Command:       s.Command,
+		Port:          s.Port,
+		Env:           s.Env,
+		MemoryMB:      s.MemoryMB,
+		TmpMB:         s.TmpMB,
+		PidsLimit:     s.PidsLimit,
+		StartupCPU:    s.StartupCPU,
+		BandwidthMbit: s.BandwidthMbit,
+		MinInstances:  s.MinInstances,
+		MaxInstances:  s.MaxInstances,
+		Concurrency:   s.Concurrency,
+		PauseAfter:    time.Duration(s.PauseAfter),
+		IdleTimeout:   time.Duration(s.IdleTimeout),
+		StableWindow:  time.Duration(s.StableWindow),
+		QueueSize:     s.QueueSize,
+		QueueTimeout:  time.Duration(s.QueueTimeout),
+		StartTimeout:  time.Duration(s.StartTimeout),
+		HealthPath:    s.HealthPath,
+		DrainTimeout:  time.Duration(s.DrainTimeout),
+		StopGrace:     time.Duration(s.StopGrace),
 	}.WithDefaults()
 }
 

@@ -19,6 +19,10 @@
 //	/records?key=K  the requests recorded under K, oldest first, as JSON
 //	/status?code=C  answers with status C
 //	/log?msg=M   prints M on stdout, then answers
+//	/dial?addr=A&timeout=D  opens a TCP connection to A from inside the
+//	             instance and reports {"ok", "err", "ms"} as JSON
+//	/blob?mb=N   answers N MiB of zeros (download benchmarks)
+//	/sink        reads the request body and answers how many bytes it read
 //
 // HELLO_FAIL_START=msg makes it print msg to stderr and exit 1 before listening,
 // so tests can model an image that crash-loops. HELLO_START_DELAY=D waits D
@@ -30,6 +34,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -151,6 +156,40 @@ func main() {
 	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println(r.URL.Query().Get("msg"))
 		fmt.Fprint(w, "logged")
+	})
+	mux.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+		if err != nil {
+			d = 5 * time.Second
+		}
+		began := time.Now()
+		c, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), d)
+		res := map[string]any{"ok": err == nil, "ms": float64(time.Since(began).Microseconds()) / 1000}
+		if err != nil {
+			res["err"] = err.Error()
+		} else {
+			c.Close()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(res)
+	})
+	mux.HandleFunc("/blob", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		w.Header().Set("Content-Length", strconv.Itoa(mb<<20))
+		buf := make([]byte, 1<<20)
+		for i := 0; i < mb; i++ {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/sink", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", n)
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))

@@ -314,9 +314,19 @@ function renderDetail(svc, metrics) {
 			el('td', {title: i.Name}, (i.ID || i.Name || '').slice(0, 12)),
 			el('td', {}, el('span', {class: `badge ${i.State}`}, i.State)),
 			el('td', {class: 'num'}, i.Inflight),
+			el('td', {title: (i.Net && i.Net.shaping) || ''}, netLabel(i)),
 			el('td', {class: 'muted'}, (i.Revision || '').slice(0, 12))));
 	}
 	renderBuilds(svc);
+}
+
+// netLabel is an instance's network and rate, e.g. "podcell-hello, 28.9 Mbit/s";
+// the cell's title says where the rate is set.
+function netLabel(i) {
+	const n = i.Net || {};
+	const parts = [n.network || (i.Addr ? 'own namespace' : '')];
+	if (n.rate_mbit) parts.push(`${n.rate_mbit.toFixed(1)} Mbit/s`);
+	return parts.filter(Boolean).join(', ');
 }
 
 function renderErrors(events) {

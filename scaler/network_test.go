@@ -1,0 +1,272 @@
+package scaler_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/podcell/podcell/scaler"
+)
+
+// ownedNetworks lists the networks labelled with owner.
+func ownedNetworks(t *testing.T, rt *scaler.Podman, owner string) []scaler.NetworkInfo {
+	t.Helper()
+	list, err := rt.ListNetworks(context.Background())
+	if err != nil {
+		t.Fatalf("list networks: %v", err)
+	}
+	var out []scaler.NetworkInfo
+	for _, n := range list {
+		if n.Labels[scaler.LabelOwner] == owner {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// dialResult is what the hello image's /dial answers.
+type dialResult struct {
+	OK  bool    `json:"ok"`
+	Err string  `json:"err"`
+	MS  float64 `json:"ms"`
+}
+
+// dialFrom has the instance at from open a TCP connection to addr.
+func dialFrom(t *testing.T, from, addr string) dialResult {
+	t.Helper()
+	_, body := get(t, from, "/dial?timeout=5s&addr="+url.QueryEscape(addr))
+	var r dialResult
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("/dial answered %q: %v", body, err)
+	}
+	return r
+}
+
+// fenced checks that a dial from inside an instance failed, and at once:
+// a dropped SYN would make a tenant's probe hang instead.
+func fenced(t *testing.T, what string, r dialResult) {
+	t.Helper()
+	if r.OK {
+		t.Errorf("%s: connected; want it refused or unreachable", what)
+	} else if r.MS > 500 {
+		t.Errorf("%s: failed after %.0f ms (%s); want it to fail at once", what, r.MS, r.Err)
+	} else {
+		t.Logf("%s: %s after %.1f ms", what, r.Err, r.MS)
+	}
+}
+
+// hostAddr is an address of the host outside its Podman bridges, where a
+// listener stands for "the outside world" the instance must still reach.
+func hostAddr(t *testing.T) string {
+	t.Helper()
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 || i.Flags&net.FlagUp == 0 || strings.HasPrefix(i.Name, "podman") || strings.HasPrefix(i.Name, "veth") {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	t.Skip("the host has no IPv4 address outside loopback and Podman's bridges")
+	return ""
+}
+
+// TestNetworkSandbox runs two services on rootful Podman and attacks one from
+// the other: from inside A's instance, B's instance address (listed by the
+// admin API) and the cloud metadata address must fail at once, while the
+// host (the gateway) reaches both and A still reaches the outside. Each
+// service has its own isolated, labelled network, each instance a rate on
+// both ends of its link, and a removed service's network is gone.
+func TestNetworkSandbox(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.scaler(scaler.Options{BandwidthPerCoreMbit: 100})
+	defer closeScaler(t, s)
+	a, err := s.Apply(e.config("neta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcfg := e.config("netb")
+	bcfg.BandwidthMbit = 40
+	b, err := s.Apply(bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(svc *scaler.Service) string {
+		l, err := svc.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		return l.Addr
+	}
+	aAddr, bAddr := lease(a), lease(b)
+
+	// The gateway (this host) reaches both.
+	for _, addr := range []string{aAddr, bAddr} {
+		if code, body := get(t, addr, "/"); code != 200 {
+			t.Fatalf("GET %s: %d %s", addr, code, body)
+		}
+	}
+	// A cannot reach B, nor the metadata service; it reaches the outside.
+	fenced(t, "A to B's instance "+bAddr, dialFrom(t, aAddr, bAddr))
+	fenced(t, "A to 169.254.169.254:80", dialFrom(t, aAddr, "169.254.169.254:80"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(hostAddr(t), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if r := dialFrom(t, aAddr, ln.Addr().String()); !r.OK {
+		t.Errorf("A to the outside (%s): %s; egress must stay", ln.Addr(), r.Err)
+	}
+
+	// Each service on its own isolated network, labelled as ours.
+	nets := ownedNetworks(t, e.rt, e.owner)
+	if len(nets) != 2 {
+		t.Fatalf("networks of owner %s: %v, want one per service", e.owner, nets)
+	}
+	// Each instance shaped on both ends of its link, at its tier's rate:
+	// 256 MB at 100 Mbit/s per core is 14.5 Mbit/s; B set 40.
+	for _, c := range []struct {
+		svc  *scaler.Service
+		mbit float64
+	}{{a, 100 * 256.0 / 1769}, {b, 40}} {
+		snap := c.svc.Snapshot()
+		var in scaler.InstanceNet
+		for _, i := range snap.Instances {
+			if i.State == "ready" {
+				in = i.Net
+			}
+		}
+		if in.Network != s.NetworkName(snap.Name) || fmt.Sprintf("%.2f", in.RateMbit) != fmt.Sprintf("%.2f", c.mbit) {
+			t.Errorf("%s: instance network %+v, want network %s at %.2f Mbit/s", snap.Name, in, s.NetworkName(snap.Name), c.mbit)
+		}
+		// The host end of its veth carries a token bucket at that rate.
+		veth := ""
+		if i := strings.Index(in.Shaping, "host's "); i >= 0 {
+			veth = strings.TrimRight(strings.Fields(in.Shaping[i+len("host's "):])[0], ")")
+		}
+		link, err := netlink.LinkByName(veth)
+		if err != nil {
+			t.Fatalf("%s: shaping %q names no host link: %v", snap.Name, in.Shaping, err)
+		}
+		qs, _ := netlink.QdiscList(link)
+		ok := false
+		for _, q := range qs {
+			if tbf, isTbf := q.(*netlink.Tbf); isTbf && float64(tbf.Rate*8)/1e6 > c.mbit*0.99 && float64(tbf.Rate*8)/1e6 < c.mbit*1.01 {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s", snap.Name, veth, qs, c.mbit)
+		}
+	}
+
+	// A removed service's network is gone once its instances are.
+	if err := s.Remove(ctx, "netb"); err != nil {
+		t.Fatal(err)
+	}
+	nets = ownedNetworks(t, e.rt, e.owner)
+	if len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "neta" {
+		t.Errorf("networks after removing netb: %v, want neta's only", nets)
+	}
+}
+
+// TestRootlessNetworkSandbox attacks one rootless service from another the
+// same way. Rootless Podman gives each container a network namespace of its
+// own behind slirp4netns: B's address (a port published on the host's
+// 127.0.0.1) is A's own loopback from inside A, and the host's loopback is
+// out of slirp4netns's reach; the metadata range is fenced by podcell.
+func TestRootlessNetworkSandbox(t *testing.T) {
+	e := rootlessEnv(t)
+	ctx := context.Background()
+	host, err := e.rt.Host(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.scaler(scaler.Options{AllowUnenforcedLimits: host.CgroupVersion == "v1"})
+	defer closeScaler(t, s)
+	var addrs []string
+	for _, name := range []string{"rla", "rlb"} {
+		svc, err := s.Apply(e.config(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := svc.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		addrs = append(addrs, l.Addr)
+		for _, i := range svc.Snapshot().Instances {
+			if i.State == "ready" {
+				checkLoopbackShaped(t, e.rt, i.ID, i.Net.RateMbit)
+			}
+		}
+	}
+	_, port, _ := net.SplitHostPort(addrs[1])
+	fenced(t, "A to B's published address "+addrs[1], dialFrom(t, addrs[0], addrs[1]))
+	fenced(t, "A to B's port through slirp4netns's host address", dialFrom(t, addrs[0], net.JoinHostPort("10.0.2.2", port)))
+	fenced(t, "A to 169.254.169.254:80", dialFrom(t, addrs[0], "169.254.169.254:80"))
+	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 0 {
+		t.Errorf("rootless networks: %v, want none (each instance has its own namespace)", nets)
+	}
+}
+
+// checkLoopbackShaped looks into a rootless instance's network namespace:
+// its lo carries an htb with one class per direction at the instance's rate.
+func checkLoopbackShaped(t *testing.T, rt *scaler.Podman, id string, mbit float64) {
+	t.Helper()
+	info, err := rt.Inspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.GetFromPid(info.Pid)
+	if err != nil {
+		t.Fatalf("network namespace of %s: %v", info.Name, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes, err := h.ClassList(lo, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range classes {
+		if htb, ok := c.(*netlink.HtbClass); ok && math.Abs(float64(htb.Rate*8)/1e6-mbit) < mbit/100 {
+			n++
+		}
+	}
+	if n != 2 || mbit < 1 {
+		t.Errorf("%s: htb classes on lo %v, want 2 at %.1f Mbit/s", info.Name, classes, mbit)
+	}
+}
