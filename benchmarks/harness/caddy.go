@@ -101,6 +101,9 @@ func StartCaddy(bin, dir, admin, caddyfile string) (*Caddy, error) {
 	}
 }
 
+// Pid is the Caddy process's id.
+func (c *Caddy) Pid() int { return c.cmd.Process.Pid }
+
 func (c *Caddy) Logs() string {
 	b, _ := os.ReadFile(c.log)
 	return string(b)
@@ -153,8 +156,10 @@ func (c *Caddy) Stop() {
 	c.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-c.exited:
-	case <-time.After(90 * time.Second):
-		Logf("caddy did not stop within 90s; killing it")
+	case <-time.After(5 * time.Minute):
+		// Generous: podcell stops and removes every instance first, and a
+		// benchmark may run a thousand services.
+		Logf("caddy did not stop within 5 minutes; killing it")
 		c.cmd.Process.Kill()
 		<-c.exited
 	}

@@ -40,7 +40,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,6 +54,7 @@ import (
 
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 
+	"github.com/podcell/podcell/benchmarks/harness"
 	mach "github.com/podcell/podcell/benchmarks/machine"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -126,33 +126,12 @@ func steps() ([]int, error) {
 // ---------------------------------------------------------------------------
 // Caddy
 
+// caddyProc is the Caddy under test, with its host-mode site.
 type caddyProc struct {
-	cmd    *exec.Cmd
-	log    string
-	admin  string
-	site   string
-	file   string
-	exited chan struct{}
-}
-
-func buildCaddy(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = scalertest.RepoRoot()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-tags=containers_image_openpgp", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	*harness.Caddy
+	admin string
+	site  string
+	file  string
 }
 
 func caddyfile(admin string, port int) string {
@@ -173,35 +152,15 @@ http://:%d {
 }
 
 func startCaddy(bin, dir string) (*caddyProc, error) {
-	ap, err := freePort()
+	ports, err := harness.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	sp, err := freePort()
-	if err != nil {
+	c := &caddyProc{admin: fmt.Sprintf("127.0.0.1:%d", ports[0]), site: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		file: filepath.Join(dir, "Caddyfile")}
+	if c.Caddy, err = harness.StartCaddy(bin, dir, c.admin, caddyfile(c.admin, ports[1])); err != nil {
 		return nil, err
 	}
-	c := &caddyProc{log: filepath.Join(dir, "caddy.log"), admin: fmt.Sprintf("127.0.0.1:%d", ap),
-		site: fmt.Sprintf("127.0.0.1:%d", sp), file: filepath.Join(dir, "Caddyfile"), exited: make(chan struct{})}
-	if err := os.WriteFile(c.file, []byte(caddyfile(c.admin, sp)), 0o644); err != nil {
-		return nil, err
-	}
-	lf, err := os.Create(c.log)
-	if err != nil {
-		return nil, err
-	}
-	home := filepath.Join(dir, "home") // Caddy's data and config: a fresh store
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, err
-	}
-	c.cmd = exec.Command(bin, "run", "--config", c.file, "--adapter", "caddyfile")
-	c.cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
-	c.cmd.Stdout, c.cmd.Stderr = lf, lf
-	if err := c.cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	go func() { c.cmd.Wait(); lf.Close(); close(c.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		// The site answers once every app started, podcell's included
@@ -210,32 +169,14 @@ func startCaddy(bin, dir string) (*caddyProc, error) {
 			resp.Body.Close()
 			return c, nil
 		}
-		if err := c.alive(); err != nil {
+		if err := c.Alive(); err != nil {
 			return nil, err
 		}
 		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("caddy's admin API did not come up:\n%s", c.tail(30))
+			c.Stop()
+			return nil, fmt.Errorf("caddy's site did not come up:\n%s", c.Tail(30))
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (c *caddyProc) tail(n int) string {
-	b, _ := os.ReadFile(c.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (c *caddyProc) alive() error {
-	select {
-	case <-c.exited:
-		return fmt.Errorf("caddy exited:\n%s", c.tail(30))
-	default:
-		return nil
 	}
 }
 
@@ -283,22 +224,6 @@ func (c *caddyProc) reload() (time.Duration, error) {
 	return took, nil
 }
 
-func (c *caddyProc) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.exited:
-	case <-time.After(5 * time.Minute):
-		logf("caddy did not stop within 5 minutes; killing it")
-		c.cmd.Process.Kill()
-		<-c.exited
-	}
-}
-
 // memory forces a GC in Caddy (the pprof heap handler's gc=1), lets the
 // runtime settle, and reads its resident set and Go heap in use.
 func (c *caddyProc) memory() (rssKB, heapKB float64, err error) {
@@ -308,7 +233,7 @@ func (c *caddyProc) memory() (rssKB, heapKB float64, err error) {
 		}
 		time.Sleep(time.Second)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -340,7 +265,7 @@ func (c *caddyProc) memory() (rssKB, heapKB float64, err error) {
 // cpuTicks is Caddy's user + system CPU time so far, in clock ticks
 // (fields 14 and 15 of /proc/<pid>/stat).
 func (c *caddyProc) cpuTicks() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -348,7 +273,7 @@ func (c *caddyProc) cpuTicks() (float64, error) {
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", c.cmd.Process.Pid)
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", c.Pid())
 	}
 	u, _ := strconv.ParseFloat(f[11], 64)
 	s, _ := strconv.ParseFloat(f[12], 64)
@@ -471,7 +396,7 @@ func (b *bench) settle(ctx context.Context, within time.Duration) (int, error) {
 		if same >= 6 {
 			return last, nil
 		}
-		if err := b.caddy.alive(); err != nil {
+		if err := b.caddy.Alive(); err != nil {
 			return 0, err
 		}
 		if time.Now().After(deadline) {
@@ -747,7 +672,7 @@ func round(xs []float64) []float64 {
 // containers to go, then removes any container of the owner left.
 func (b *bench) cleanup(ctx context.Context) error {
 	var errs []error
-	if b.caddy != nil && b.caddy.alive() == nil {
+	if b.caddy != nil && b.caddy.Alive() == nil {
 		_, body, err := b.caddy.call("GET", "/podcell/services", "")
 		var list []struct {
 			Name string `json:"name"`
@@ -769,7 +694,7 @@ func (b *bench) cleanup(ctx context.Context) error {
 			}
 			time.Sleep(time.Second)
 		}
-		b.caddy.stop()
+		b.caddy.Stop()
 	}
 	left, err := b.owned(ctx)
 	if err != nil {
@@ -823,7 +748,7 @@ func run(ctx context.Context) error {
 	bin := *flagCaddy
 	if bin == "" {
 		logf("building Caddy")
-		if bin, err = buildCaddy(ctx, tmp); err != nil {
+		if bin, err = harness.BuildCaddy(ctx, tmp); err != nil {
 			return err
 		}
 	}
@@ -845,7 +770,7 @@ func run(ctx context.Context) error {
 	for _, n := range stepList {
 		st, err := b.step(ctx, n)
 		if err != nil {
-			return fmt.Errorf("N=%d: %w\ncaddy's log:\n%s", n, err, b.caddy.tail(20))
+			return fmt.Errorf("N=%d: %w\ncaddy's log:\n%s", n, err, b.caddy.Tail(20))
 		}
 		rep.Steps = append(rep.Steps, st)
 	}
