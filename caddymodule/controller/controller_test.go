@@ -552,3 +552,42 @@ func TestUpstreamValues(t *testing.T) {
 		t.Errorf("%d addresses kept, want at most %d", n, maxUpstreamValues)
 	}
 }
+
+// TestFailedFirstBuildAnswersAtOnce: a git service whose first build
+// failed has nothing to wait for: a request gets the build's failure at
+// once (a 503 naming it), not after queue_timeout, and waits again once a
+// new build runs, which then serves it.
+func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
+	b := new(fakebuild.Builder) // no commit: builds fail
+	c, _ := newTest(t, b)
+	spec := ServiceSpec{Git: &GitSource{URL: "https://example.com/app.git", Ref: "main"}, QueueTimeout: Duration(time.Hour)}
+	if _, _, err := c.Put("app", spec); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first build fails", func() bool {
+		builds, _ := c.Builds("app")
+		return len(builds) == 1 && builds[0].Status == "failed"
+	})
+	gw := c.Gateway("app")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := gw.Service(ctx) // with queue_timeout 1h, only the failure ends this wait
+	var bf *BuildFailedError
+	if !errors.As(err, &bf) || !strings.Contains(bf.Reason, "the repository has no commit") {
+		t.Fatalf("err = %v, want the build's failure", err)
+	}
+	if code, retry, msg := StatusOf("app", err); code != http.StatusServiceUnavailable || retry == "" ||
+		!strings.Contains(msg.Error(), "its build failed: the repository has no commit (see caddy podcell builds app)") {
+		t.Errorf("answer %d %q %v", code, retry, msg)
+	}
+
+	// A request waiting when the next build starts gets its result.
+	b.SetCommit(strings.Repeat("c", 40))
+	if _, err := c.Deploy("app"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Service(ctx)
+	if err != nil || svc == nil {
+		t.Fatalf("after a good build: %v", err)
+	}
+}

@@ -30,6 +30,7 @@ const keptBuilds = 20
 type deployer struct {
 	name string
 	c    *Controller // applies a finished build (deployed), keeps builds in its store
+	gw   *Gateway    // told when a build starts, and when one fails with no revision running
 	log  *zap.Logger
 
 	ctx    context.Context
@@ -136,9 +137,9 @@ type DeployStatus struct {
 
 // newDeployer makes the deployer of a git service, with the builds an
 // earlier run stored, and starts its poll loop.
-func (c *Controller) newDeployer(name string) *deployer {
+func (c *Controller) newDeployer(name string, gw *Gateway) *deployer {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &deployer{name: name, c: c, log: c.log.Named("build"), ctx: ctx, cancel: cancel,
+	d := &deployer{name: name, c: c, gw: gw, log: c.log.Named("build"), ctx: ctx, cancel: cancel,
 		pollSet: make(chan struct{}, 1), images: make(chan struct{}, 1), keepImages: c.settings.KeepImages}
 	d.loadBuilds()
 	c.spawn(d.pollLoop)
@@ -276,6 +277,7 @@ func (d *deployer) deploy(trigger string) int {
 }
 
 func (d *deployer) startLocked(trigger string) *buildRecord {
+	d.gw.buildStarted()
 	d.nextID++
 	rec := &buildRecord{BuildInfo: BuildInfo{ID: d.nextID, Status: "running", Trigger: trigger, Started: time.Now()}, changed: make(chan struct{})}
 	d.running = rec
@@ -314,7 +316,12 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b Builder) {
 	if err != nil {
 		rec.Status = "failed"
 		rec.Reason = err.Error()
-		log.Error("build failed; the running revision stays", zap.Error(err))
+		if d.current != nil {
+			log.Error("build failed; the running revision stays", zap.Error(err))
+		} else {
+			log.Error("build failed; the service has no revision to run: its requests get 503 with the reason until a build succeeds", zap.Error(err))
+			d.gw.buildFailed(err.Error())
+		}
 	} else {
 		rec.Status = "succeeded"
 		rec.Image = res.Tag

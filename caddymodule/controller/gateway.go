@@ -24,12 +24,20 @@ import (
 // and config reloads: the controller points it at the scaler's service
 // each time the service is applied.
 type Gateway struct {
-	name      string
-	webhook   atomic.Pointer[string] // the webhook path of a git service
-	svc       atomic.Pointer[scaler.Service]
-	ready     chan struct{} // closed once svc is set
-	once      sync.Once
-	wait      atomic.Int64 // the queue timeout, for the wait for a first revision
+	name    string
+	webhook atomic.Pointer[string] // the webhook path of a git service
+	svc     atomic.Pointer[scaler.Service]
+	ready   chan struct{} // closed once svc is set
+	once    sync.Once
+	wait    atomic.Int64 // the queue timeout, for the wait for a first revision
+	// failed is why a git service's last build failed while it has no
+	// revision: requests get that at once instead of waiting for a build
+	// that is not coming. failedCh is closed when it is set. Both are
+	// read only while svc is nil (the request path of a running service
+	// never takes mu).
+	mu        sync.Mutex
+	failed    string
+	failedCh  chan struct{}
 	requests  *observe.Requests
 	upstreams upstreamValues
 	// client sends Do's requests; its transport keeps connections to the
@@ -38,7 +46,7 @@ type Gateway struct {
 }
 
 func newGateway(name string, requests *observe.Requests) *Gateway {
-	g := &Gateway{name: name, ready: make(chan struct{}), requests: requests,
+	g := &Gateway{name: name, ready: make(chan struct{}), failedCh: make(chan struct{}), requests: requests,
 		client: &http.Client{
 			Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
 			// An app's redirect is its answer, as through reverse_proxy.
@@ -73,16 +81,28 @@ func (g *Gateway) set(svc *scaler.Service) {
 
 // Service is the scaler's service, once it runs: before the controller
 // started or while a git service's first build runs, it waits up to the
-// service's queue timeout.
+// service's queue timeout. A git service whose build failed before it ever
+// ran gets a *BuildFailedError at once (and so does a request waiting
+// when that build fails).
 func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
 	if svc := g.svc.Load(); svc != nil {
 		return svc, nil
+	}
+	g.mu.Lock()
+	failed, failedCh := g.failed, g.failedCh
+	g.mu.Unlock()
+	if failed != "" {
+		return nil, &BuildFailedError{Reason: failed}
 	}
 	t := time.NewTimer(time.Duration(g.wait.Load()))
 	defer t.Stop()
 	select {
 	case <-g.ready:
 		return g.svc.Load(), nil
+	case <-failedCh:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return nil, &BuildFailedError{Reason: g.failed}
 	case <-t.C:
 		return nil, ErrNoRevision
 	case <-ctx.Done():
@@ -90,8 +110,37 @@ func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
 	}
 }
 
+// buildFailed: the service's build failed. Without a revision running,
+// requests are told so from now on, until the next build starts.
+func (g *Gateway) buildFailed(reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.svc.Load() != nil || g.failed != "" {
+		return
+	}
+	if reason == "" {
+		reason = "the build failed"
+	}
+	g.failed = reason
+	close(g.failedCh)
+}
+
+// buildStarted: requests wait for this build again.
+func (g *Gateway) buildStarted() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failed != "" {
+		g.failed, g.failedCh = "", make(chan struct{})
+	}
+}
+
 // ErrNoRevision: the service has not run yet (its first build runs).
 var ErrNoRevision = errors.New("no deployed revision yet")
+
+// BuildFailedError: the service has not run yet and its last build failed.
+type BuildFailedError struct{ Reason string }
+
+func (e *BuildFailedError) Error() string { return "its build failed: " + e.Reason }
 
 // Attempt is one try of a request on an instance.
 type Attempt struct {
@@ -167,6 +216,8 @@ func StatusOf(service string, err error) (code int, retryAfter string, msg error
 	switch {
 	case errors.Is(err, ErrNoRevision):
 		return http.StatusServiceUnavailable, "10", fmt.Errorf("service %s has no deployed revision yet", service)
+	case errors.As(err, new(*BuildFailedError)):
+		return http.StatusServiceUnavailable, "30", fmt.Errorf("service %s has no deployed revision: %w (see caddy podcell builds %s)", service, err, service)
 	case errors.Is(err, scaler.ErrQueueFull):
 		return http.StatusServiceUnavailable, "1", fmt.Errorf("service %s: queue full", service)
 	case errors.Is(err, scaler.ErrQueueTimeout):

@@ -49,7 +49,7 @@ func (c *Controller) newService(name string, spec ServiceSpec, api bool, expand 
 		if prev != nil && prev.dep != nil {
 			s.dep, prev.dep = prev.dep, nil
 		} else {
-			s.dep = c.newDeployer(name)
+			s.dep = c.newDeployer(name, s.gw)
 		}
 	}
 	return s
