@@ -568,6 +568,9 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 		builds, _ := c.Builds("app")
 		return len(builds) == 1 && builds[0].Status == "failed"
 	})
+	if builds, _ := c.Builds("app"); builds[0].Trigger != "api" {
+		t.Errorf("the first build of a service the API declared has trigger %q, want api", builds[0].Trigger)
+	}
 	gw := c.Gateway("app")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

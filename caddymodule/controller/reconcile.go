@@ -105,7 +105,11 @@ func (c *Controller) reconcileLocked(s *service, reason string) error {
 		}
 	}
 	if plan.deploy {
-		s.dep.deploy("config")
+		trigger := "config"
+		if s.api {
+			trigger = "api" // declared through the admin API, not a config
+		}
+		s.dep.deploy(trigger)
 	}
 	return nil
 }
