@@ -16,10 +16,12 @@ var localRuntimes = Options{BaseImages: map[string]string{
 
 func TestDetectRuntime(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		opts  Options
-		files map[string]string
-		want  string
+		name string
+		// opts replaces localRuntimes when set; public: no base images at all.
+		opts   *Options
+		public bool
+		files  map[string]string
+		want   string
 		// err: the detection fails; the error contains each of these.
 		err []string
 	}{
@@ -35,7 +37,7 @@ func TestDetectRuntime(t *testing.T) {
 		{name: "nvmrc lts/iron", files: map[string]string{"package.json": `{}`, ".nvmrc": "lts/iron\n"}, want: "node20-debian"},
 		{name: "nvmrc exact", files: map[string]string{"package.json": `{}`, ".nvmrc": "v20.11.1\n"}, want: "node20-debian"},
 		{name: "python-version", files: map[string]string{"requirements.txt": "", ".python-version": "3.11.4\n"}, want: "python3.11-debian"},
-		{name: "public runtimes without base images", opts: Options{}, files: map[string]string{"package.json": "{}"}, want: "node20-debian"},
+		{name: "public runtimes without base images", public: true, files: map[string]string{"package.json": "{}"}, want: "node20-debian"},
 		{
 			name: "engines no runtime has", files: map[string]string{"package.json": `{"engines":{"node":">=22"}}`},
 			err: []string{`package.json engines.node ">=22"`, "node20-debian (Node.js 20)", "python3.11-node (Python 3.11, Node.js 18)"},
@@ -53,7 +55,7 @@ func TestDetectRuntime(t *testing.T) {
 			err: []string{"could not be detected", "package.json", "set runtime to one of node20-debian, python3.11-debian, python3.11-node"},
 		},
 		{
-			name: "a language no configured runtime has", opts: Options{BaseImages: map[string]string{"python3.11-debian": "x"}}, files: map[string]string{"package.json": "{}"},
+			name: "a language no configured runtime has", opts: &Options{BaseImages: map[string]string{"python3.11-debian": "x"}}, files: map[string]string{"package.json": "{}"},
 			err: []string{"needs node", "it builds python3.11-debian"},
 		},
 		{
@@ -63,8 +65,11 @@ func TestDetectRuntime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := localRuntimes
-			if tc.opts.BaseImages != nil || tc.name == "public runtimes without base images" {
-				opts = tc.opts
+			switch {
+			case tc.public:
+				opts = Options{}
+			case tc.opts != nil:
+				opts = *tc.opts
 			}
 			rt, notes, err := opts.runtimeFor(appDir(t, tc.files), Spec{}, Runtime{})
 			if tc.err != nil {
