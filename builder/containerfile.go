@@ -238,6 +238,21 @@ func detectInstall(dir *repoDir, rt Runtime, pkg *packageJSON, p *plan) ([]insta
 		case have("pyproject.toml"):
 			groups = append(groups, installGroup{kind: "pip", files: []string{"pyproject.toml"}, cmds: []string{pyprojectInstall}, early: true})
 			p.notes = append(p.notes, "pyproject.toml: pip install of its [project] dependencies")
+		case have("Pipfile"):
+			// pipenv is not in the images: pip brings it, then it installs
+			// the locked set into the system site-packages.
+			cmd := "python3 -m pip install pipenv && pipenv install --system --skip-lock"
+			files := []string{"Pipfile"}
+			if have("Pipfile.lock") {
+				cmd = "python3 -m pip install pipenv && pipenv install --system --deploy"
+				files = append(files, "Pipfile.lock")
+			}
+			groups = append(groups, installGroup{kind: "pipenv", files: files, cmds: []string{cmd}, early: true})
+			p.notes = append(p.notes, "Pipfile: "+cmd)
+		case have("setup.py"):
+			// setup.py is code of the package: it needs the source.
+			groups = append(groups, installGroup{kind: "pip", cmds: []string{"python3 -m pip install ."}})
+			p.notes = append(p.notes, "setup.py: python3 -m pip install . (after the source is copied)")
 		}
 	}
 	if rt.Node && have("package.json") {

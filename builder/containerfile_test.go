@@ -142,6 +142,18 @@ func TestGenerateDetection(t *testing.T) {
 			start: "x",
 		},
 		{
+			name: "Pipfile with its lock through pipenv", runtime: "python3.11-debian",
+			files: map[string]string{"Pipfile": "[packages]\n", "Pipfile.lock": "{}", "main.py": ""},
+			early: []string{`COPY ["Pipfile","Pipfile.lock","./"]`, `RUN ["/bin/sh","-ec","python3 -m pip install pipenv && pipenv install --system --deploy"]`},
+			start: "python3 main.py",
+		},
+		{
+			name: "setup.py installs after the source", runtime: "python3.11-debian",
+			files: map[string]string{"setup.py": "", "app.py": ""},
+			late:  []string{`RUN ["/bin/sh","-ec","python3 -m pip install ."]`},
+			start: "python3 app.py",
+		},
+		{
 			name: "pnpm through corepack, its build script with pnpm", runtime: "node20-debian",
 			files: map[string]string{"package.json": `{"scripts":{"start":"x","build":"tsc"}}`, "pnpm-lock.yaml": "", ".npmrc": ""},
 			early: []string{`COPY ["package.json","pnpm-lock.yaml",".npmrc","./"]`, `RUN ["/bin/sh","-ec","corepack enable\npnpm install --frozen-lockfile"]`},
