@@ -442,9 +442,11 @@ func (b *Builder) buildAsUser(ctx context.Context, lim Limits, tmp, checkout, ct
 	bctx, cancel := context.WithTimeout(ctx, lim.Timeout)
 	defer cancel()
 	var res imageBuild
+	stopped := false // we ended podman; otherwise its own error says why it ended
 	select {
 	case err = <-done:
 	case <-bctx.Done():
+		stopped = true
 		cg.kill(time.Minute)
 		err = <-done
 		log.flush()
@@ -463,7 +465,9 @@ func (b *Builder) buildAsUser(ctx context.Context, lim Limits, tmp, checkout, ct
 		cg.kill(10 * time.Second)
 	}
 	if err != nil {
-		if bctx.Err() != nil {
+		// Not bctx.Err(): podman may end on its own (a step failed) just as
+		// the deadline passes, and then its error is the one that says why.
+		if stopped {
 			res.err = bctx.Err()
 		} else {
 			res.err = podmanError(log, err)

@@ -185,8 +185,14 @@ func TestBuildForkBomb(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("during the build (%s): %d ticks, %d spawns of true (%d failed), slowest spawn %s", took.Round(time.Millisecond), ticks, spawns, spawnFails, slowest.Round(time.Millisecond))
-	if limitOption(err) != "build_pids" || !strings.Contains(err.Error(), "build_pids 64") || !strings.Contains(err.Error(), "build_timeout 20s") {
-		t.Errorf("err = %v, want one naming the pids limit (and the timeout that ended it)", err)
+	// The bomb runs until the timeout, unless podman's own runc cannot fork
+	// either and the step fails first (CI saw that): either way the error
+	// names the pids limit, and the timeout when that is what ended it.
+	if limitOption(err) != "build_pids" || !strings.Contains(err.Error(), "build_pids 64") {
+		t.Errorf("err = %v, want one naming the pids limit", err)
+	}
+	if strings.Contains(err.Error(), context.DeadlineExceeded.Error()) != strings.Contains(err.Error(), "build_timeout 20s") {
+		t.Errorf("err = %v: it names the timeout if and only if the timeout ended the build", err)
 	}
 	if spawnFails > 0 || spawns == 0 {
 		t.Errorf("the host could not start processes during the fork bomb: %d of %d failed", spawnFails, spawns+spawnFails)
