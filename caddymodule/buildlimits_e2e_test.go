@@ -31,6 +31,7 @@ http://{http} {
 		queue_timeout 2m
 	}
 }`, "REPO", repo.url)+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"), withGlobal("build_pids 512"))
+	c.waitFirstBuild("limited")
 	if r := c.get("/"); r.code != 200 || r.body != "v1" {
 		t.Fatalf("first request: %d %q", r.code, r.body)
 	}

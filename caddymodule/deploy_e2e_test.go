@@ -130,6 +130,19 @@ func (c *caddyProc) buildStatus(service string, id int) (status, reason string) 
 	return "", ""
 }
 
+// waitFirstBuild waits until service's first build ends (fatal if it
+// failed): until then its requests answer 503 "building" at once.
+func (c *caddyProc) waitFirstBuild(service string) {
+	c.t.Helper()
+	eventually(c.t, 5*time.Minute, service+"'s first build to end", func() bool {
+		st, reason := c.buildStatus(service, 1)
+		if st == "failed" {
+			c.t.Fatalf("%s's first build failed: %s", service, reason)
+		}
+		return st == "succeeded"
+	})
+}
+
 // startPyApp serves pyApp (v1) from a test repository as the git service
 // pyapp, built on the local Python runtime image.
 func startPyApp(t *testing.T, opts ...option) (*caddyProc, *gitRepo) {
@@ -158,7 +171,9 @@ func TestDeployFromGit(t *testing.T) {
 	e2e(t)
 	c, repo := startPyApp(t)
 
-	// The first build deploys by itself; the first request waits for it.
+	// The first build deploys by itself; until it serves, requests answer
+	// 503 "building" at once.
+	c.waitFirstBuild("pyapp")
 	first := c.get("/")
 	if first.code != 200 || first.body != "v1" {
 		t.Fatalf("first request: %d %q", first.code, first.body)
@@ -297,6 +312,7 @@ http://{http} {
 	}
 }`, "REPO", repo.url)+"\n", withGlobal("runtime_image node20-debian localhost/podcell-runtime:node20-debian"))
 
+	c.waitFirstBuild("nodeapp")
 	if r := c.get("/"); r.code != 200 || r.body != "n1" {
 		t.Fatalf("first request: %d %q", r.code, r.body)
 	}

@@ -118,6 +118,7 @@ http://:{httpport} {
 			eventually(t, 2*time.Minute, "images of "+svc+" stay", func() bool { return len(serviceImages(t, svc)) == 0 })
 		}
 	})
+	c.waitFirstBuild(svc)
 	if r := get(); r.code != 200 || r.body != "v1" {
 		t.Fatalf("first request: %d %q %v", r.code, r.body, r.err)
 	}

@@ -33,6 +33,7 @@ http://{http} {
 		queue_timeout 2m
 	}
 }`, "REPO", repo.url), "NONCE", hex.EncodeToString(nonce[:]))+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
+	c.waitFirstBuild("userns")
 	if r := c.get("/"); r.code != 200 || r.body != "v1" {
 		t.Fatalf("first request: %d %q", r.code, r.body)
 	}

@@ -553,17 +553,33 @@ func TestUpstreamValues(t *testing.T) {
 	}
 }
 
-// TestFailedFirstBuildAnswersAtOnce: a git service whose first build
-// failed has nothing to wait for: a request gets the build's failure at
-// once (a 503 naming it), not after queue_timeout, and waits again once a
-// new build runs, which then serves it.
+// TestFailedFirstBuildAnswersAtOnce: a git service that never ran has
+// nothing to wait for: while its first build runs a request gets 503
+// "building" at once, and once that build failed, the failure (naming its
+// reason), not an empty 503 after queue_timeout. A request that waited
+// before the build began gets the failure when it comes. A new build
+// makes requests answer "building" again, and its success serves them.
 func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 	b := new(fakebuild.Builder) // no commit: builds fail
+	b.Hold()
 	c, _ := newTest(t, b)
 	spec := ServiceSpec{Git: &GitSource{URL: "https://example.com/app.git", Ref: "main"}, QueueTimeout: Duration(time.Hour)}
 	if _, _, err := c.Put("app", spec); err != nil {
 		t.Fatal(err)
 	}
+	gw := c.Gateway("app")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// With queue_timeout 1h, only an answer at once ends these waits.
+	_, err := gw.Service(ctx)
+	if !errors.Is(err, ErrBuilding) {
+		t.Fatalf("during the first build: err = %v, want ErrBuilding at once", err)
+	}
+	if code, retry, msg := StatusOf("app", err); code != http.StatusServiceUnavailable || retry == "" ||
+		!strings.Contains(msg.Error(), "service app: building its first revision") {
+		t.Errorf("building: answer %d %q %v", code, retry, msg)
+	}
+	b.Release()
 	eventually(t, "the first build fails", func() bool {
 		builds, _ := c.Builds("app")
 		return len(builds) == 1 && builds[0].Status == "failed"
@@ -571,26 +587,40 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 	if builds, _ := c.Builds("app"); builds[0].Trigger != "api" {
 		t.Errorf("the first build of a service the API declared has trigger %q, want api", builds[0].Trigger)
 	}
-	gw := c.Gateway("app")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := gw.Service(ctx) // with queue_timeout 1h, only the failure ends this wait
+	_, err = gw.Service(ctx)
 	var bf *BuildFailedError
 	if !errors.As(err, &bf) || !strings.Contains(bf.Reason, "the repository has no commit") {
 		t.Fatalf("err = %v, want the build's failure", err)
 	}
 	if code, retry, msg := StatusOf("app", err); code != http.StatusServiceUnavailable || retry == "" ||
-		!strings.Contains(msg.Error(), "its build failed: the repository has no commit (see caddy podcell builds app)") {
+		msg.Error() != "service app: build failed: the repository has no commit; see caddy podcell builds app" {
 		t.Errorf("answer %d %q %v", code, retry, msg)
 	}
 
-	// A request waiting when the next build starts gets its result.
+	// A request that waited before the build began (Caddy's server may
+	// take requests before the controller starts) gets its failure.
+	waiting := c.Gateway("later")
+	waiting.declare(time.Hour, "")
+	got := make(chan error, 1)
+	go func() { _, err := waiting.Service(ctx); got <- err }()
+	waiting.buildStarted()
+	waiting.buildFailed("boom")
+	if err := <-got; !errors.As(err, &bf) || bf.Reason != "boom" {
+		t.Errorf("a waiting request got %v, want the build's failure", err)
+	}
+
+	// The next build answers "building" again, then serves.
 	b.SetCommit(strings.Repeat("c", 40))
+	b.Hold()
 	if _, err := c.Deploy("app"); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := gw.Service(ctx)
-	if err != nil || svc == nil {
-		t.Fatalf("after a good build: %v", err)
+	if _, err := gw.Service(ctx); !errors.Is(err, ErrBuilding) {
+		t.Errorf("during the second build: %v, want ErrBuilding", err)
 	}
+	b.Release()
+	eventually(t, "the good build serves", func() bool {
+		svc, err := gw.Service(ctx)
+		return err == nil && svc != nil
+	})
 }

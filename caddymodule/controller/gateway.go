@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,12 +31,15 @@ type Gateway struct {
 	ready   chan struct{} // closed once svc is set
 	once    sync.Once
 	wait    atomic.Int64 // the queue timeout, for the wait for a first revision
-	// failed is why a git service's last build failed while it has no
-	// revision: requests get that at once instead of waiting for a build
-	// that is not coming. failedCh is closed when it is set. Both are
-	// read only while svc is nil (the request path of a running service
-	// never takes mu).
+	// building says a git service's build runs while it has no revision;
+	// failed is why its last build failed then. Requests get either at
+	// once: a first build takes minutes, longer than a client waits, and
+	// a failed one is not coming. failedCh is closed when failed is set,
+	// for requests that waited before the build began. All are read only
+	// while svc is nil (the request path of a running service never takes
+	// mu).
 	mu        sync.Mutex
+	building  bool
 	failed    string
 	failedCh  chan struct{}
 	requests  *observe.Requests
@@ -79,20 +83,24 @@ func (g *Gateway) set(svc *scaler.Service) {
 	g.once.Do(func() { close(g.ready) })
 }
 
-// Service is the scaler's service, once it runs: before the controller
-// started or while a git service's first build runs, it waits up to the
-// service's queue timeout. A git service whose build failed before it ever
-// ran gets a *BuildFailedError at once (and so does a request waiting
-// when that build fails).
+// Service is the scaler's service, once it runs. A git service that has
+// not run yet answers at once: ErrBuilding while its first build runs, a
+// *BuildFailedError when that build failed. Otherwise (the controller has
+// not started yet: Caddy may start the http app first) it waits up to the
+// service's queue timeout for a first revision, or for its build's
+// failure.
 func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
 	if svc := g.svc.Load(); svc != nil {
 		return svc, nil
 	}
 	g.mu.Lock()
-	failed, failedCh := g.failed, g.failedCh
+	building, failed, failedCh := g.building, g.failed, g.failedCh
 	g.mu.Unlock()
-	if failed != "" {
+	switch {
+	case failed != "":
 		return nil, &BuildFailedError{Reason: failed}
+	case building:
+		return nil, ErrBuilding
 	}
 	t := time.NewTimer(time.Duration(g.wait.Load()))
 	defer t.Stop()
@@ -104,6 +112,11 @@ func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
 		defer g.mu.Unlock()
 		return nil, &BuildFailedError{Reason: g.failed}
 	case <-t.C:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.building {
+			return nil, ErrBuilding
+		}
 		return nil, ErrNoRevision
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -115,6 +128,7 @@ func (g *Gateway) Service(ctx context.Context) (*scaler.Service, error) {
 func (g *Gateway) buildFailed(reason string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.building = false
 	if g.svc.Load() != nil || g.failed != "" {
 		return
 	}
@@ -125,22 +139,61 @@ func (g *Gateway) buildFailed(reason string) {
 	close(g.failedCh)
 }
 
-// buildStarted: requests wait for this build again.
+// buildStarted: until the build ends, a service with no revision answers
+// that it is building.
 func (g *Gateway) buildStarted() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.building = true
 	if g.failed != "" {
 		g.failed, g.failedCh = "", make(chan struct{})
 	}
 }
 
-// ErrNoRevision: the service has not run yet (its first build runs).
-var ErrNoRevision = errors.New("no deployed revision yet")
+// state is what a service with no revision is doing: StateBuilding,
+// StateBuildFailed (with the reason) or StateNoRevision; StateServing once
+// it runs.
+func (g *Gateway) state() (state, reason string) {
+	if g.svc.Load() != nil {
+		return StateServing, ""
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.failed != "":
+		return StateBuildFailed, g.failed
+	case g.building:
+		return StateBuilding, ""
+	}
+	return StateNoRevision, ""
+}
+
+// The states of a service, as ServiceStatus.State has them.
+const (
+	StateServing     = "serving"      // a revision runs (instances start on demand)
+	StateBuilding    = "building"     // a git service's first build runs
+	StateBuildFailed = "build_failed" // its last build failed and no revision ran yet
+	StateNoRevision  = "no_revision"  // nothing runs yet, and no build either
+)
+
+// ErrNoRevision: the service has not run yet, and no build of it runs.
+var ErrNoRevision = errors.New("no revision deployed yet")
+
+// ErrBuilding: the service has not run yet; its first build runs.
+var ErrBuilding = errors.New("building its first revision")
 
 // BuildFailedError: the service has not run yet and its last build failed.
 type BuildFailedError struct{ Reason string }
 
 func (e *BuildFailedError) Error() string { return "its build failed: " + e.Reason }
+
+// firstLine is s up to its first line break: an answer's body is one line.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
 
 // Attempt is one try of a request on an instance.
 type Attempt struct {
@@ -210,18 +263,22 @@ func (g *Gateway) Count(code int, took time.Duration, detail string) {
 // StatusOf is the answer a client should see for a failure to reach an
 // instance: 503 with Retry-After when the service is saturated or not
 // deployed yet, 502 when its instances cannot start, 499 when the client
-// went away. retryAfter is "" when none is due.
+// went away. retryAfter is "" when none is due. msg is one line a client
+// may read (what happened and what to do): it names no internal address.
 func StatusOf(service string, err error) (code int, retryAfter string, msg error) {
 	var se *scaler.StartError
+	var bf *BuildFailedError
 	switch {
 	case errors.Is(err, ErrNoRevision):
-		return http.StatusServiceUnavailable, "10", fmt.Errorf("service %s has no deployed revision yet", service)
-	case errors.As(err, new(*BuildFailedError)):
-		return http.StatusServiceUnavailable, "30", fmt.Errorf("service %s has no deployed revision: %w (see caddy podcell builds %s)", service, err, service)
+		return http.StatusServiceUnavailable, "10", fmt.Errorf("service %s: no revision deployed yet", service)
+	case errors.Is(err, ErrBuilding):
+		return http.StatusServiceUnavailable, "10", fmt.Errorf("service %s: building its first revision; retry in a moment (caddy podcell builds %s shows the build)", service, service)
+	case errors.As(err, &bf):
+		return http.StatusServiceUnavailable, "30", fmt.Errorf("service %s: build failed: %s; see caddy podcell builds %s", service, firstLine(bf.Reason), service)
 	case errors.Is(err, scaler.ErrQueueFull):
-		return http.StatusServiceUnavailable, "1", fmt.Errorf("service %s: queue full", service)
+		return http.StatusServiceUnavailable, "1", fmt.Errorf("service %s: too many requests waiting (queue_size); retry in a moment", service)
 	case errors.Is(err, scaler.ErrQueueTimeout):
-		return http.StatusServiceUnavailable, "5", fmt.Errorf("service %s: no instance within queue_timeout", service)
+		return http.StatusServiceUnavailable, "5", fmt.Errorf("service %s: no instance was free within queue_timeout; retry in a moment", service)
 	case errors.As(err, &se):
 		return http.StatusBadGateway, "", fmt.Errorf("service %s: %s", service, se.Reason)
 	case errors.Is(err, scaler.ErrClosed):

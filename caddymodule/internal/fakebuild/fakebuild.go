@@ -19,9 +19,20 @@ type Builder struct {
 	commit  string // what the ref resolves to; "" builds fail
 	builds  int
 	removed []string
+	gate    chan struct{} // builds wait until it closes (Hold)
 }
 
-func (b *Builder) Build(_ context.Context, spec builder.Spec, tag string, logLine func(string)) (*builder.Result, error) {
+func (b *Builder) Build(ctx context.Context, spec builder.Spec, tag string, logLine func(string)) (*builder.Result, error) {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.builds++
@@ -56,4 +67,29 @@ func (b *Builder) SetCommit(commit string) {
 	b.mu.Lock()
 	b.commit = commit
 	b.mu.Unlock()
+}
+
+// Hold makes the next builds wait, as a real build takes minutes, until
+// Release.
+func (b *Builder) Hold() {
+	b.mu.Lock()
+	b.gate = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// Release lets the builds Hold stopped go on.
+func (b *Builder) Release() {
+	b.mu.Lock()
+	if b.gate != nil {
+		close(b.gate)
+		b.gate = nil
+	}
+	b.mu.Unlock()
+}
+
+// Builds is how many builds ran to their end.
+func (b *Builder) Builds() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.builds
 }
