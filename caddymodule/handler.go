@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -176,7 +177,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.ctrl.ServeWebhook(w, r, gw.Name())
 		return nil
 	}
-	return serve(w, r, gw, h.rp, next)
+	return serve(w, r, gw, h.rp, next, h.log)
 }
 
 // cronHeaderPrefix starts the names of the headers of a scheduled call.
@@ -215,8 +216,9 @@ func isAlnum(c byte) bool {
 // serve is a service's request path: it takes an instance through the
 // service's gateway (starting or resuming one, queueing meanwhile),
 // proxies the request to it with rp, and counts the answer. r's context
-// must carry a caddy.Replacer.
-func serve(w http.ResponseWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
+// must carry a caddy.Replacer. A failure nothing was written for yet is
+// answered by answerPlain, unless the site handles errors itself.
+func serve(w http.ResponseWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler, log *zap.Logger) error {
 	start := time.Now()
 	sw := statusWriters.Get().(*statusWriter)
 	sw.ResponseWriter, sw.status = w, 0
@@ -226,18 +228,63 @@ func serve(w http.ResponseWriter, r *http.Request, gw *controller.Gateway, rp *r
 	statusWriters.Put(sw)
 	detail := ""
 	if err != nil {
+		written := code != 0
 		code = http.StatusInternalServerError
 		var he caddyhttp.HandlerError
 		if errors.As(err, &he) {
 			code = he.StatusCode
 		}
 		detail = err.Error()
+		if !written && answerPlain(w, r, gw.Name(), code, err) {
+			// As Caddy logs an error no error route handles.
+			log.Error(detail, zap.String("service", gw.Name()), zap.Int("status", code))
+			err = nil
+		}
 	} else if code == 0 {
 		code = http.StatusOK
 	}
 	gw.Count(code, time.Since(start), detail)
 	return err
 }
+
+// answerPlain writes a 5xx failure as a one-line text/plain body that says
+// what happened and what to do, and reports whether it did. Caddy would
+// answer it with an empty body: a site without handle_errors leaves a
+// client (and the user trying their first deploy) guessing. A site with
+// error routes gets the error instead ({err.message} holds the same
+// line), so its handle_errors shapes the answer. The line never carries
+// the proxy's error, which names the instance's internal address.
+func answerPlain(w http.ResponseWriter, r *http.Request, service string, code int, err error) bool {
+	if code < 500 || code > 599 {
+		return false
+	}
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return false
+	}
+	var line string
+	var pa plainAnswer
+	switch {
+	case errors.As(err, &pa):
+		line = pa.Error()
+	case code == http.StatusBadGateway:
+		line = "service " + service + ": the app did not answer (its instance closed or refused the connection); see caddy podcell logs " + service
+	case code == http.StatusGatewayTimeout:
+		line = "service " + service + ": the app did not answer in time; see caddy podcell logs " + service
+	default:
+		line = "service " + service + ": " + http.StatusText(code)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(code)
+	io.WriteString(w, line+"\n")
+	return true
+}
+
+// plainAnswer is an error whose text a client may read as it is: the
+// gateway's (controller.StatusOf), which names no internal address.
+type plainAnswer struct{ error }
 
 // statusWriter remembers the status of the response; pooled, so that the
 // request path allocates nothing for it.
@@ -294,7 +341,7 @@ func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverse
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	return caddyhttp.Error(code, msg)
+	return caddyhttp.Error(code, plainAnswer{msg})
 }
 
 // errProxied tells the proxy's failure (kept aside in proxyErr) from the

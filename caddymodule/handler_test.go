@@ -2,20 +2,25 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
 	"github.com/podcell/podcell/scaler/scalertest"
@@ -254,5 +259,81 @@ func TestProxyRetriesRefusedConnectionOnce(t *testing.T) {
 	}
 	if s := e.svc.Snapshot(); s.Inflight != 0 {
 		t.Fatalf("%d requests in flight after they all ended", s.Inflight)
+	}
+}
+
+// serverOf is the HTTP server of an adapted Caddyfile, as Caddy decodes
+// it: its error routes are what answerPlain reads.
+func serverOf(t *testing.T, caddyfile string) *caddyhttp.Server {
+	t.Helper()
+	cfg, err := adapt(t, caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := cfg["apps"].(map[string]any)["http"].(map[string]any)["servers"].(map[string]any)
+	for _, v := range servers {
+		b, _ := json.Marshal(v)
+		srv := new(caddyhttp.Server)
+		if err := json.Unmarshal(b, srv); err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	t.Fatal("no server")
+	return nil
+}
+
+// A failure the handler answers says what happened in a one-line
+// text/plain body (Caddy would send an empty one), unless the site has
+// handle_errors: then the error goes there, its message the same line.
+// The proxy's own errors, which name the instance's internal address,
+// are answered with a line that does not.
+func TestFailureAnswersSayWhatHappened(t *testing.T) {
+	b := new(fakebuild.Builder) // no commit: builds fail
+	f := scalertest.NewFake(t)
+	f.SetAutoReady(true)
+	c := testController(t, f, b, controller.Declared{Name: "app", Spec: controller.ServiceSpec{
+		Git: &controller.GitSource{URL: "https://example.com/app.git", Ref: "main"}}})
+	scalertest.Eventually(t, 10*time.Second, "the first build fails", func() bool {
+		builds, _ := c.Builds("app")
+		return len(builds) == 1 && builds[0].Status == "failed"
+	})
+	gw := c.Route("app")
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	send := func(srv *caddyhttp.Server) (*httptest.ResponseRecorder, error) {
+		rec := httptest.NewRecorder()
+		r := caddyhttp.PrepareRequest(httptest.NewRequest("GET", "/", nil), caddy.NewReplacer(), rec, srv)
+		return rec, serve(rec, r, gw, nil, next, zap.NewNop())
+	}
+	const site = "http://localhost {\n\tpodcell app {\n\t\tgit https://example.com/app.git main\n\t}\n%s}\n"
+	const want = "service app: build failed: the repository has no commit; see caddy podcell builds app\n"
+
+	rec, err := send(serverOf(t, fmt.Sprintf(site, "")))
+	if err != nil || rec.Code != 503 || rec.Body.String() != want || rec.Header().Get("Retry-After") != "30" ||
+		rec.Header().Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("without handle_errors: %v, %d %q %v; want 503 with the line %q", err, rec.Code, rec.Body, rec.Header(), want)
+	}
+
+	srv := serverOf(t, fmt.Sprintf(site, "\thandle_errors {\n\t\trespond \"{err.status_code}: {err.message}\"\n\t}\n"))
+	if srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+		t.Fatal("handle_errors made no error routes")
+	}
+	rec, err = send(srv)
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != 503 || he.Err.Error()+"\n" != want || rec.Body.Len() != 0 || rec.Header().Get("Retry-After") != "30" {
+		t.Errorf("with handle_errors: %v, body %q, Retry-After %q; want the error for the error routes, nothing written", err, rec.Body, rec.Header().Get("Retry-After"))
+	}
+
+	// The proxy's failure to reach an instance.
+	rec = httptest.NewRecorder()
+	r := caddyhttp.PrepareRequest(httptest.NewRequest("GET", "/", nil), caddy.NewReplacer(), rec, &caddyhttp.Server{})
+	proxyErr := caddyhttp.Error(http.StatusBadGateway, reverseproxy.NewDialError(errors.New("dial tcp 10.88.0.7:8080: connect: connection refused")))
+	if !answerPlain(rec, r, "app", http.StatusBadGateway, proxyErr) || rec.Code != 502 ||
+		strings.Contains(rec.Body.String(), "10.88") || !strings.Contains(rec.Body.String(), "caddy podcell logs app") {
+		t.Errorf("proxy error: %d %q; want 502 pointing at the logs, no internal address", rec.Code, rec.Body)
+	}
+	// Not a server failure: Caddy answers it.
+	if answerPlain(httptest.NewRecorder(), r, "app", 499, context.Canceled) {
+		t.Error("a 499 was answered")
 	}
 }
