@@ -86,6 +86,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := app.declare(d); err != nil {
 			return err
 		}
+		for _, w := range h.ServiceSpec.Warnings(h.Service) {
+			h.log.Warn(w)
+		}
 		h.gw = h.ctrl.Gateway(h.Service)
 	}
 	h.rp = newProxy(h.StreamCloseDelay)

@@ -47,7 +47,7 @@ type ServiceConfig struct {
 	StableWindow time.Duration // how long load must stay low before scaling in (default 60s)
 
 	QueueSize    int           // requests waiting for an instance (default 1000)
-	QueueTimeout time.Duration // how long one may wait (default 30s)
+	QueueTimeout time.Duration // how long one may wait (default start_timeout + 5s: see WithDefaults)
 
 	StartTimeout time.Duration // from start until the port answers (default 60s)
 	HealthPath   string        // HTTP path that must answer before traffic; "" = TCP connect
@@ -83,8 +83,13 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 	defD(&c.IdleTimeout, 5*time.Minute)
 	defD(&c.StableWindow, 60*time.Second)
 	def(&c.QueueSize, 1000)
-	defD(&c.QueueTimeout, 30*time.Second)
 	defD(&c.StartTimeout, 60*time.Second)
+	// A request that starts an instance waits for it: a queue timeout
+	// below the start timeout would turn the first visitor of a slow
+	// start away with a 503 before the start ends either way (and before
+	// its failure could say why). As on Cloud Run, a request outwaits a
+	// cold start; the 5 s leave time to hand it the instance.
+	defD(&c.QueueTimeout, max(30*time.Second, c.StartTimeout+5*time.Second))
 	defD(&c.DrainTimeout, 30*time.Second)
 	defD(&c.StopGrace, 5*time.Second)
 	return c

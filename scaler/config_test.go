@@ -18,7 +18,7 @@ func TestConfigDefaults(t *testing.T) {
 		Port: 8080, MemoryMB: 256, TmpMB: 64, PidsLimit: 512,
 		MinInstances: 0, MaxInstances: 10, Concurrency: 80,
 		PauseAfter: 10 * time.Second, IdleTimeout: 5 * time.Minute, StableWindow: 60 * time.Second,
-		QueueSize: 1000, QueueTimeout: 30 * time.Second,
+		QueueSize: 1000, QueueTimeout: 65 * time.Second,
 		StartTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, StopGrace: 5 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -26,6 +26,19 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
+	}
+
+	// The queue timeout follows the start timeout, so a request outwaits
+	// a slow start.
+	slow := validConfig()
+	slow.StartTimeout = 2 * time.Minute
+	if got := slow.WithDefaults().QueueTimeout; got != 2*time.Minute+5*time.Second {
+		t.Errorf("start_timeout 2m: queue_timeout defaults to %s, want 2m5s", got)
+	}
+	fast := validConfig()
+	fast.StartTimeout = 5 * time.Second
+	if got := fast.WithDefaults().QueueTimeout; got != 30*time.Second {
+		t.Errorf("start_timeout 5s: queue_timeout defaults to %s, want 30s", got)
 	}
 
 	// Set fields are kept.

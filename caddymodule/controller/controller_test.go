@@ -624,3 +624,26 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 		return err == nil && svc != nil
 	})
 }
+
+// A queue_timeout set below start_timeout is valid but turns the first
+// visitor of a slow start away: declaring it warns, naming both fields
+// and the fix. Left out, the queue timeout follows the start timeout.
+func TestQueueTimeoutBelowStartTimeoutWarns(t *testing.T) {
+	short := ServiceSpec{Image: "localhost/web:1", QueueTimeout: Duration(10 * time.Second)}
+	w := short.Warnings("web")
+	if len(w) != 1 || !strings.Contains(w[0], "queue_timeout 10s is shorter than start_timeout 1m0s") || !strings.Contains(w[0], "raise queue_timeout") {
+		t.Errorf("warnings %q", w)
+	}
+	for _, ok := range []ServiceSpec{
+		{Image: "localhost/web:1"},
+		{Image: "localhost/web:1", StartTimeout: Duration(3 * time.Minute)},
+		{Image: "localhost/web:1", QueueTimeout: Duration(2 * time.Minute)},
+	} {
+		if w := ok.Warnings("web"); len(w) != 0 {
+			t.Errorf("%+v warns %q", ok, w)
+		}
+		if cfg := ok.Config("web"); cfg.QueueTimeout <= cfg.StartTimeout {
+			t.Errorf("%+v: queue_timeout %s, start_timeout %s", ok, cfg.QueueTimeout, cfg.StartTimeout)
+		}
+	}
+}

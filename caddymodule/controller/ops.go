@@ -85,6 +85,9 @@ func (c *Controller) Put(name string, spec ServiceSpec) (st ServiceStatus, creat
 			return st, false, Errorf(http.StatusBadRequest, "%v", err)
 		}
 	}
+	for _, w := range spec.Warnings(name) {
+		c.log.Warn(w)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started {

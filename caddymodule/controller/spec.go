@@ -57,7 +57,8 @@ type ServiceSpec struct {
 	StableWindow Duration `json:"stable_window,omitempty"`
 	// QueueSize bounds requests waiting for an instance (default 1000).
 	QueueSize int `json:"queue_size,omitempty"`
-	// QueueTimeout bounds one request's wait (default 30s).
+	// QueueTimeout bounds one request's wait (default start_timeout + 5s,
+	// at least 30s: a request outwaits a cold start).
 	QueueTimeout Duration `json:"queue_timeout,omitempty"`
 	// StartTimeout bounds an instance's start until its port answers (default 60s).
 	StartTimeout Duration `json:"start_timeout,omitempty"`
@@ -237,6 +238,19 @@ func (s ServiceSpec) Validate(name string) error {
 		return err
 	}
 	return validateCron(name, s.Cron)
+}
+
+// Warnings are settings that are valid but likely not what the user
+// meant, each naming the fields and the fix: they are logged where the
+// service is declared.
+func (s ServiceSpec) Warnings(name string) []string {
+	var out []string
+	if cfg := s.Config(name); s.QueueTimeout != 0 && cfg.QueueTimeout < cfg.StartTimeout {
+		out = append(out, fmt.Sprintf("service %s: queue_timeout %s is shorter than start_timeout %s: the first request of a slow start "+
+			"gets 503 before the start succeeds or fails; raise queue_timeout to more than start_timeout, or leave it out (it then "+
+			"defaults to start_timeout + 5s)", name, cfg.QueueTimeout, cfg.StartTimeout))
+	}
+	return out
 }
 
 // envNameRE is what an env var's name may be.
