@@ -260,3 +260,30 @@ func TestHostModeRoutes(t *testing.T) {
 		t.Errorf("serviceForHost = %q (routed: %v)", got, c.Route(got) != nil)
 	}
 }
+
+// A git service that never ran is listed, with its state and its last
+// build's error: it used to be left out until it ran once.
+func TestAdminListsServiceWithoutRevision(t *testing.T) {
+	srv, c := testAdmin(t)
+	b := new(fakebuild.Builder) // no commit: builds fail
+	if err := c.Start(controller.Settings{Builder: b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, srv, "PUT", "/podcell/services/app", `{"git": {"url": "https://example.com/app.git"}}`); code != 201 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	var list []controller.ServiceStatus
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := do(t, srv, "GET", "/podcell/services", "")
+		list = nil
+		json.Unmarshal([]byte(body), &list)
+		if len(list) == 1 && list[0].State == controller.StateBuildFailed || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(list) != 1 || list[0].Name != "app" || list[0].State != "build_failed" || !strings.Contains(list[0].Error, "the repository has no commit") {
+		t.Fatalf("services: %+v, want app with state build_failed and the build's error", list)
+	}
+}

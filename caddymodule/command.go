@@ -86,11 +86,23 @@ func podcellCommands(cmd *cobra.Command) {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tREVISION\tINSTANCES\tINFLIGHT\tQUEUED\tIMAGE")
+			fmt.Fprintln(tw, "SERVICE\tSTATE\tREVISION\tINSTANCES\tINFLIGHT\tQUEUED\tIMAGE")
+			var failed []controller.ServiceStatus
 			for _, s := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Revision, states(s.States), s.Inflight, s.Queued, s.Image)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, orDash(s.State), orDash(s.Revision), states(s.States), s.Inflight, s.Queued, orDash(s.Image))
+				if s.Error != "" {
+					failed = append(failed, s)
+				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// Why a service has no revision, under the table: a build's
+			// error is too long for a column.
+			for _, s := range failed {
+				fmt.Printf("\n%s: %s (caddy podcell builds %s)\n", s.Name, firstLine(s.Error), s.Name)
+			}
+			return nil
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -443,6 +455,13 @@ func states(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%d %s", m[k], k)
 	}
 	return strings.Join(parts, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func firstLine(s string) string {

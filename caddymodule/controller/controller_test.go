@@ -579,6 +579,16 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 		!strings.Contains(msg.Error(), "service app: building its first revision") {
 		t.Errorf("building: answer %d %q %v", code, retry, msg)
 	}
+	// Listed with its state before it ever ran.
+	listed := func(state, reason string) {
+		t.Helper()
+		list := c.Services()
+		if len(list) != 1 || list[0].Name != "app" || list[0].State != state || !strings.Contains(list[0].Error, reason) ||
+			list[0].Deploy == nil || len(list[0].Deploy.Builds) == 0 {
+			t.Errorf("services: %+v, want app %s (%q) with its builds", list, state, reason)
+		}
+	}
+	listed(StateBuilding, "")
 	b.Release()
 	eventually(t, "the first build fails", func() bool {
 		builds, _ := c.Builds("app")
@@ -596,6 +606,7 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 		msg.Error() != "service app: build failed: the repository has no commit; see caddy podcell builds app" {
 		t.Errorf("answer %d %q %v", code, retry, msg)
 	}
+	listed(StateBuildFailed, "the repository has no commit")
 
 	// A request that waited before the build began (Caddy's server may
 	// take requests before the controller starts) gets its failure.
@@ -623,6 +634,7 @@ func TestFailedFirstBuildAnswersAtOnce(t *testing.T) {
 		svc, err := gw.Service(ctx)
 		return err == nil && svc != nil
 	})
+	listed(StateServing, "")
 }
 
 // A queue_timeout set below start_timeout is valid but turns the first

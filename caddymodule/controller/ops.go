@@ -514,7 +514,14 @@ type ServiceStatus struct {
 	Name string `json:"name"`
 	// Source says who declared the service: "config" (Caddyfile or JSON
 	// config) or "api".
-	Source    string                    `json:"source,omitempty"`
+	Source string `json:"source,omitempty"`
+	// State is serving once a revision runs (its instances start on
+	// demand); before that, building (the first build runs),
+	// build_failed (Error says why) or no_revision.
+	State string `json:"state"`
+	// Error is why the last build failed, while the service has no
+	// revision (state build_failed).
+	Error     string                    `json:"error,omitempty"`
 	Image     string                    `json:"image"`
 	Revision  string                    `json:"revision"`
 	Inflight  int                       `json:"inflight"`
@@ -550,15 +557,17 @@ func statusOf(svc *scaler.Service) ServiceStatus {
 
 // statusLocked is a service's live state, or its bare name before it runs.
 func (c *Controller) statusLocked(name string) ServiceStatus {
-	st := ServiceStatus{Name: name, States: map[string]int{}, Instances: []scaler.InstanceSnapshot{}}
+	st := ServiceStatus{Name: name, State: StateNoRevision, States: map[string]int{}, Instances: []scaler.InstanceSnapshot{}}
 	if svc := c.sc.Service(name); svc != nil {
 		st = statusOf(svc)
+		st.State = StateServing
 	}
 	if s := c.services[name]; s != nil {
 		st.Source = "config"
 		if s.api {
 			st.Source = "api"
 		}
+		st.State, st.Error = s.gw.state()
 		if s.dep != nil {
 			st.Deploy = s.dep.status()
 		}
@@ -579,15 +588,23 @@ func (c *Controller) Status(name string) (ServiceStatus, error) {
 	return c.statusLocked(name), nil
 }
 
-// Services is the live state of every service the scaler runs, by name.
+// Services is the live state of every service, by name: those declared,
+// whether a revision runs yet or not (a git service whose first build
+// runs or failed is listed with its state), and those the scaler still
+// runs (draining after their removal).
 func (c *Controller) Services() []ServiceStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	names := map[string]bool{}
+	for name := range c.services {
+		names[name] = true
+	}
+	for _, svc := range c.sc.Services() {
+		names[svc.Name()] = true
+	}
 	out := []ServiceStatus{}
-	svcs := c.sc.Services()
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name() < svcs[j].Name() })
-	for _, svc := range svcs {
-		out = append(out, c.statusLocked(svc.Name()))
+	for _, name := range sortedNames(names) {
+		out = append(out, c.statusLocked(name))
 	}
 	return out
 }
