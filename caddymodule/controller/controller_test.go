@@ -659,3 +659,68 @@ func TestQueueTimeoutBelowStartTimeoutWarns(t *testing.T) {
 		}
 	}
 }
+
+// A failed build of an unchanged source is not built again by every
+// config reload: only on a new commit, a deploy, or by a reload after
+// its backoff, which doubles with each failure of the same source.
+func TestFailedBuildNotRetriedOnEveryReload(t *testing.T) {
+	b := new(fakebuild.Builder) // no commit: builds fail
+	app := Declared{Name: "app", Spec: ServiceSpec{Git: &GitSource{URL: "https://example.com/app.git", Ref: "main"}}}
+	c, _ := newTest(t, b, app)
+	failedBuilds := func(n int) func() bool {
+		return func() bool {
+			builds, _ := c.Builds("app")
+			return len(builds) == n && builds[0].Status == "failed" && b.Builds() == n
+		}
+	}
+	eventually(t, "the first build fails", failedBuilds(1))
+	dep := func() *deployer {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.services["app"].dep
+	}()
+	skipped := func() int {
+		dep.mu.Lock()
+		defer dep.mu.Unlock()
+		return dep.skipped
+	}
+	settings := Settings{Builder: b, KeepImages: DefaultKeepImages}
+	other := image("other", "localhost/other:1", nil)
+	// Reloads that add other sites, or change the service's other
+	// settings, with the same source and commit.
+	for i, config := range [][]Declared{{app, other}, {app}, {{Name: "app", Spec: ServiceSpec{Git: app.Spec.Git, MemoryMB: 512}}}} {
+		if err := c.Start(settings, config); err != nil {
+			t.Fatal(err)
+		}
+		// The reload's check of the ref runs in the background.
+		eventually(t, "the reload decides", func() bool { return skipped() == i+1 || b.Builds() > 1 })
+		if n := b.Builds(); n != 1 {
+			t.Fatalf("reload %d built the failed source again: %d builds", i, n)
+		}
+	}
+	if st, _ := c.Status("app"); st.State != StateBuildFailed {
+		t.Errorf("state %q after the skipped rebuilds, want %s", st.State, StateBuildFailed)
+	}
+	// A deploy builds it.
+	if _, err := c.Deploy("app"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deploy's build fails", failedBuilds(2))
+	dep.mu.Lock()
+	backoff := dep.failure.backoff
+	dep.failure.at = time.Now().Add(-backoff) // the backoff has passed
+	dep.mu.Unlock()
+	if backoff != 2*failedBuildBackoff {
+		t.Errorf("backoff after two failures of the same source: %s, want %s", backoff, 2*failedBuildBackoff)
+	}
+	if err := c.Start(settings, []Declared{app}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a reload after the backoff builds again", failedBuilds(3))
+	// A new commit builds at the next reload, within the backoff.
+	b.SetCommit(strings.Repeat("d", 40))
+	if err := c.Start(settings, []Declared{app}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new commit deploys", func() bool { return c.Scaler().Service("app") != nil })
+}

@@ -55,6 +55,33 @@ type deployer struct {
 	// deliveries are the webhooks that deployed; in memory only (the
 	// webhook section of docs/configuration.md says why).
 	deliveries deliveryLog
+	// failure is the last failed build, until a build succeeds: a config
+	// reload (or an API PUT) does not build the same source and commit
+	// again within its backoff (see reconcileDeploy). In memory only: a
+	// restart tries once more.
+	failure *buildFailure
+	skipped int // rebuilds reconcileDeploy skipped
+}
+
+// buildFailure is what a failed build was of, and when to try it again.
+type buildFailure struct {
+	tag     string        // imageTag of the spec: the source and every build setting
+	commit  string        // the commit it checked out; "" if it failed before (the clone)
+	at      time.Time     // when it failed
+	backoff time.Duration // no rebuild of the same tag and commit before at+backoff
+	logged  bool          // a skipped rebuild was logged
+}
+
+// Backoff of the rebuilds of a failed source on reloads: 10 minutes,
+// doubling with each failure of the same source up to 6 hours.
+const (
+	failedBuildBackoff    = 10 * time.Minute
+	maxFailedBuildBackoff = 6 * time.Hour
+)
+
+// same says whether f is a failure of tag at commit within its backoff.
+func (f *buildFailure) same(tag, commit string, now time.Time) bool {
+	return f != nil && f.tag == tag && f.commit == commit && now.Sub(f.at) < f.backoff
 }
 
 // buildRecord is one build: its state and its log, which followers can
@@ -316,6 +343,14 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b Builder) {
 	if err != nil {
 		rec.Status = "failed"
 		rec.Reason = err.Error()
+		if rec.Commit == "" {
+			rec.Commit = checkedOut(rec)
+		}
+		backoff := failedBuildBackoff
+		if f := d.failure; f != nil && f.tag == imageTag(d.name, spec) {
+			backoff = min(2*f.backoff, maxFailedBuildBackoff)
+		}
+		d.failure = &buildFailure{tag: imageTag(d.name, spec), commit: rec.Commit, at: rec.Finished, backoff: backoff}
 		if d.current != nil {
 			log.Error("build failed; the running revision stays", zap.Error(err))
 		} else {
@@ -323,6 +358,7 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b Builder) {
 			d.gw.buildFailed(err.Error())
 		}
 	} else {
+		d.failure = nil
 		rec.Status = "succeeded"
 		rec.Image = res.Tag
 		rec.imageID = res.ImageID
@@ -351,6 +387,70 @@ func (d *deployer) run(rec *buildRecord, spec builder.Spec, b Builder) {
 	d.save(rec, info)
 	// After a failed build too: it leaves the layers of the steps it made.
 	d.c.spawn(func() { d.collectImages("build") })
+}
+
+// checkedOut is the commit a build's log says it checked out, "" if it
+// did not get that far: the builder's result, which names it, comes only
+// with a success.
+func checkedOut(rec *buildRecord) string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, l := range rec.lines {
+		if rest, ok := strings.CutPrefix(l, "==> Checked out "); ok {
+			commit, _, _ := strings.Cut(rest, " ")
+			if fullSHA.MatchString(commit) {
+				return commit
+			}
+		}
+	}
+	return ""
+}
+
+// reconcileDeploy starts the build a config load or an API PUT asks for
+// (the source changed, or nothing was built), unless the same source at
+// the same commit failed to build within its backoff: every reload used
+// to rebuild a broken app, minutes of build each, while other sites were
+// added. A new commit builds (the ref is resolved off the controller's
+// lock to know), as do a deploy, a webhook and, after the backoff, the
+// next reload.
+func (d *deployer) reconcileDeploy(trigger string) {
+	d.mu.Lock()
+	f, spec, b, busy := d.failure, d.spec, d.b, d.running != nil
+	d.mu.Unlock()
+	tag := imageTag(d.name, spec)
+	if busy || f == nil || !f.same(tag, f.commit, time.Now()) {
+		d.deploy(trigger)
+		return
+	}
+	d.c.spawn(func() {
+		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+		commit, err := b.Resolve(ctx, spec.Source)
+		cancel()
+		if d.ctx.Err() != nil {
+			return
+		}
+		d.mu.Lock()
+		skip := d.failure == f && (err != nil || f.same(tag, commit, time.Now()))
+		first := skip && !f.logged
+		if skip {
+			f.logged = true
+			d.skipped++
+		}
+		d.mu.Unlock()
+		if !skip {
+			d.deploy(trigger)
+			return
+		}
+		if first {
+			log := d.log.With(zap.String("service", d.name), zap.String("commit", f.commit),
+				zap.Time("retry_after", f.at.Add(f.backoff)))
+			if err != nil {
+				log = log.With(zap.NamedError("resolve_error", err))
+			}
+			log.Warn("not rebuilding: the last build of this same source and commit failed; it is built again on a new commit, " +
+				"on deploy (caddy podcell deploy), on a webhook, or by a reload after retry_after")
+		}
+	})
 }
 
 // lastBuildOf is the newest kept build of spec that succeeded and whose
@@ -522,7 +622,10 @@ func (d *deployer) pollLoop() {
 			d.log.Warn("auto-deploy: cannot read the branch", zap.String("service", d.name), zap.Error(err))
 			continue
 		}
-		if current == nil || current.Commit != commit {
+		d.mu.Lock()
+		failedAlready := d.failure.same(imageTag(d.name, spec), commit, time.Now())
+		d.mu.Unlock()
+		if (current == nil || current.Commit != commit) && !failedAlready {
 			d.deploy("poll")
 		}
 	}

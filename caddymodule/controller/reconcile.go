@@ -109,7 +109,7 @@ func (c *Controller) reconcileLocked(s *service, reason string) error {
 		if s.api {
 			trigger = "api" // declared through the admin API, not a config
 		}
-		s.dep.deploy(trigger)
+		s.dep.reconcileDeploy(trigger)
 	}
 	return nil
 }
