@@ -287,3 +287,59 @@ func TestAdminListsServiceWithoutRevision(t *testing.T) {
 		t.Fatalf("services: %+v, want app with state build_failed and the build's error", list)
 	}
 }
+
+// The admin API speaks snake_case throughout: a service's instances and
+// its deploy.source too, which showed Go names (ID, State, URL, RootDir).
+// A PUT's git block still takes the names those answers showed (RootDir,
+// BuildEnv), and root_dir; an unknown name is still refused.
+func TestAdminSnakeCase(t *testing.T) {
+	srv, c := testAdmin(t, controller.Declared{Name: "cfg", Spec: controller.ServiceSpec{Image: "localhost/cfg:1", MinInstances: 1}})
+	b := new(fakebuild.Builder)
+	b.SetCommit(strings.Repeat("e", 40))
+	if err := c.Start(controller.Settings{Builder: b}, []controller.Declared{{Name: "cfg", Spec: controller.ServiceSpec{Image: "localhost/cfg:1", MinInstances: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, git string }{
+		{"goname", `{"URL": "https://example.com/app.git", "RootDir": "web", "BuildEnv": {"A": "1"}}`},
+		{"rootdir", `{"url": "https://example.com/app.git", "root_dir": "web", "build_env": {"A": "1"}}`},
+		{"root", `{"url": "https://example.com/app.git", "root": "web", "build_env": {"A": "1"}}`},
+	} {
+		if code, body := do(t, srv, "PUT", "/podcell/services/"+tc.name, `{"git": `+tc.git+`}`); code != 201 {
+			t.Fatalf("put %s: %d %s", tc.git, code, body)
+		}
+		code, body := do(t, srv, "GET", "/podcell/services/"+tc.name, "")
+		var st map[string]any
+		json.Unmarshal([]byte(body), &st)
+		src, _ := st["deploy"].(map[string]any)["source"].(map[string]any)
+		if code != 200 || src["url"] != "https://example.com/app.git" || src["root"] != "web" || src["build_env"] == nil {
+			t.Errorf("%s: deploy.source %v; want url, root and build_env", tc.name, src)
+		}
+		for _, goName := range []string{"URL", "RootDir", "Limits", "Source"} {
+			if _, ok := src[goName]; ok {
+				t.Errorf("%s: deploy.source has the Go name %s: %v", tc.name, goName, src)
+			}
+		}
+	}
+	for _, bad := range []string{
+		`{"git": {"url": "https://example.com/app.git", "root": "a", "root_dir": "b"}}`,
+		`{"git": {"url": "https://example.com/app.git", "colour": "red"}}`,
+	} {
+		if code, body := do(t, srv, "PUT", "/podcell/services/bad", bad); code != 400 {
+			t.Errorf("put %s: %d %s, want 400", bad, code, body)
+		}
+	}
+	// Instances in snake_case.
+	_, body := do(t, srv, "GET", "/podcell/services/cfg", "")
+	var st struct {
+		Instances []map[string]any `json:"instances"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	if len(st.Instances) == 0 {
+		t.Fatalf("no instance: %s", body)
+	}
+	for _, k := range []string{"id", "name", "state", "revision", "addr", "inflight", "net"} {
+		if _, ok := st.Instances[0][k]; !ok {
+			t.Errorf("instance %v has no %q", st.Instances[0], k)
+		}
+	}
+}

@@ -146,13 +146,13 @@ type Snapshot struct {
 }
 
 type InstanceSnapshot struct {
-	ID       string
-	Name     string
-	State    string
-	Revision string
-	Addr     string
-	Inflight int
-	Net      InstanceNet // its network and rate
+	ID       string      `json:"id"`
+	Name     string      `json:"name"`
+	State    string      `json:"state"`
+	Revision string      `json:"revision"`
+	Addr     string      `json:"addr"`
+	Inflight int         `json:"inflight"`
+	Net      InstanceNet `json:"net"` // its network and rate
 }
 
 // Count returns how many instances are in the given state ("ready", "paused"...).

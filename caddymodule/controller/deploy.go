@@ -156,10 +156,36 @@ type BuildInfo struct {
 
 // DeployStatus is what the admin API shows of a service's deploys.
 type DeployStatus struct {
-	Source  builder.Spec `json:"source"`
+	Source  SourceStatus `json:"source"`
 	Current *BuildInfo   `json:"current,omitempty"`
 	Running *BuildInfo   `json:"running,omitempty"`
 	Builds  []BuildInfo  `json:"builds"`
+}
+
+// SourceStatus is a git service's source and build settings as the admin
+// API shows them: under the names of the service's git settings (what a
+// PUT takes), never its webhook secret.
+type SourceStatus struct {
+	URL           string            `json:"url"`
+	Ref           string            `json:"ref,omitempty"`
+	Root          string            `json:"root,omitempty"`
+	Runtime       string            `json:"runtime,omitempty"`
+	Install       string            `json:"install,omitempty"`
+	Build         string            `json:"build,omitempty"`
+	BuildEnv      map[string]string `json:"build_env,omitempty"`
+	Start         string            `json:"start,omitempty"`
+	Port          int               `json:"port"`
+	BuildMemoryMB int               `json:"build_memory_mb,omitempty"`
+	BuildCPUs     float64           `json:"build_cpus,omitempty"`
+	BuildPids     int               `json:"build_pids,omitempty"`
+	BuildTimeout  Duration          `json:"build_timeout,omitempty"`
+}
+
+func sourceStatus(spec builder.Spec) SourceStatus {
+	return SourceStatus{URL: spec.URL, Ref: spec.Ref, Root: spec.RootDir, Runtime: spec.Runtime, Install: spec.Install,
+		Build: spec.Build, BuildEnv: spec.BuildEnv, Start: spec.Start, Port: spec.Port,
+		BuildMemoryMB: spec.Limits.MemoryMB, BuildCPUs: spec.Limits.CPUs, BuildPids: spec.Limits.Pids,
+		BuildTimeout: Duration(spec.Limits.Timeout)}
 }
 
 // newDeployer makes the deployer of a git service, with the builds an
@@ -177,7 +203,7 @@ func (c *Controller) newDeployer(name string, gw *Gateway) *deployer {
 func (d *deployer) status() *DeployStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := &DeployStatus{Source: d.spec, Builds: []BuildInfo{}}
+	st := &DeployStatus{Source: sourceStatus(d.spec), Builds: []BuildInfo{}}
 	if d.current != nil {
 		info := d.current.BuildInfo
 		st.Current = &info

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -155,6 +156,43 @@ type GitSource struct {
 	BuildCPUs     float64  `json:"build_cpus,omitempty"`
 	BuildPids     int      `json:"build_pids,omitempty"`
 	BuildTimeout  Duration `json:"build_timeout,omitempty"`
+}
+
+// UnmarshalJSON reads the settings strictly (an unknown field is an
+// error), and takes root under the names earlier answers of the admin API
+// showed it (RootDir, in a service's deploy.source) or a user may guess
+// (root_dir); build_env also as BuildEnv. Go's decoder matches names
+// case-insensitively, so URL, Ref, Runtime... need no alias.
+func (g *GitSource) UnmarshalJSON(b []byte) error {
+	type plain GitSource // without this method
+	var v struct {
+		plain
+		RootDir    *string           `json:"root_dir"`
+		GoRootDir  *string           `json:"RootDir"`
+		GoBuildEnv map[string]string `json:"BuildEnv"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	for _, alias := range []*string{v.RootDir, v.GoRootDir} {
+		if alias == nil {
+			continue
+		}
+		if v.Root != "" && v.Root != *alias {
+			return fmt.Errorf("git: root %q and root_dir/RootDir %q differ: set root only", v.Root, *alias)
+		}
+		v.Root = *alias
+	}
+	if v.GoBuildEnv != nil {
+		if v.BuildEnv != nil {
+			return fmt.Errorf("git: build_env and BuildEnv are both set: set build_env only")
+		}
+		v.BuildEnv = v.GoBuildEnv
+	}
+	*g = GitSource(v.plain)
+	return nil
 }
 
 // BuildSpec is what the builder makes of the source for an app on port.

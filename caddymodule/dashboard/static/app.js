@@ -295,7 +295,7 @@ function renderDetail(svc, metrics) {
 	$('detail-name').textContent = svc.name;
 	// A git service's image is a build's id: its source says more.
 	const src = svc.deploy && svc.deploy.source;
-	$('detail-image').textContent = src ? `${src.URL} ${src.Ref || ''} ${src.RootDir || ''}` : svc.image;
+	$('detail-image').textContent = src ? `${src.url} ${src.ref || ''} ${src.root || ''}` : svc.image;
 
 	const h = state.history.get(svc.name) || [];
 	const rps = deltas(h, 'requests', true);
@@ -310,12 +310,12 @@ function renderDetail(svc, metrics) {
 	body.replaceChildren();
 	$('no-instances').hidden = upCount(svc.states) > 0;
 	for (const i of svc.instances) {
-		body.append(el('tr', {'data-state': i.State},
-			el('td', {title: i.Name}, (i.ID || i.Name || '').slice(0, 12)),
-			el('td', {}, el('span', {class: `badge ${i.State}`}, i.State)),
-			el('td', {class: 'num'}, i.Inflight),
-			el('td', {title: (i.Net && i.Net.shaping) || ''}, netLabel(i)),
-			el('td', {class: 'muted'}, (i.Revision || '').slice(0, 12))));
+		body.append(el('tr', {'data-state': i.state},
+			el('td', {title: i.name}, (i.id || i.name || '').slice(0, 12)),
+			el('td', {}, el('span', {class: `badge ${i.state}`}, i.state)),
+			el('td', {class: 'num'}, i.inflight),
+			el('td', {title: (i.net && i.net.shaping) || ''}, netLabel(i)),
+			el('td', {class: 'muted'}, (i.revision || '').slice(0, 12))));
 	}
 	renderBuilds(svc);
 }
@@ -323,8 +323,8 @@ function renderDetail(svc, metrics) {
 // netLabel is an instance's network and rate, e.g. "podcell-hello, 28.9 Mbit/s";
 // the cell's title says where the rate is set.
 function netLabel(i) {
-	const n = i.Net || {};
-	const parts = [n.network || (i.Addr ? 'own namespace' : '')];
+	const n = i.net || {};
+	const parts = [n.network || (i.addr ? 'own namespace' : '')];
 	if (n.rate_mbit) parts.push(`${n.rate_mbit.toFixed(1)} Mbit/s`);
 	return parts.filter(Boolean).join(', ');
 }
