@@ -379,14 +379,13 @@ http://{http} {
 		triggers = append(triggers, b.Trigger+":"+b.Status)
 	}
 	t.Logf("builds: %v", triggers)
-	if len(after) != before+1 || after[len(after)-1].Trigger != "webhook" {
+	if len(after) != before+1 || after[0].Trigger != "webhook" { // newest first
 		t.Errorf("builds %v: want exactly one more than the %d before, by the webhook", triggers, before)
 	}
 	if got := strings.Join(triggers, " "); !strings.Contains(got, "poll:succeeded") {
 		t.Errorf("builds %v: want a deploy by polling", triggers)
 	}
 	eventually(t, 2*time.Minute, "the webhook's build did not finish", func() bool {
-		l := builds()
-		return l[len(l)-1].Status != "running"
+		return builds()[0].Status != "running"
 	})
 }

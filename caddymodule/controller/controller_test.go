@@ -346,7 +346,8 @@ func TestStoreFromBeforeTheController(t *testing.T) {
 		t.Errorf("git-svc runs %+v", cfg)
 	}
 	builds, err := c.Builds("git-svc")
-	if err != nil || len(builds) < 2 || builds[0].ID != 1 || builds[0].Commit != "0123456789abcdef0123456789abcdef01234567" {
+	// Newest first: the stored build is the last.
+	if err != nil || len(builds) < 2 || builds[len(builds)-1].ID != 1 || builds[len(builds)-1].Commit != "0123456789abcdef0123456789abcdef01234567" || builds[0].ID <= 1 {
 		t.Errorf("git-svc builds %+v, %v", builds, err)
 	}
 	if c.Route("git-svc").WebhookPath() != "/_podcell/deploy" {
@@ -387,8 +388,8 @@ func TestDeployAndWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the failing build ends", func() bool {
-		builds, _ := c.Builds("app")
-		return builds[len(builds)-1].ID == id && builds[len(builds)-1].Status == "failed"
+		builds, _ := c.Builds("app") // newest first
+		return builds[0].ID == id && builds[0].Status == "failed"
 	})
 	if cfg := config(t, c, "app"); cfg.Image != "sha256:"+strings.Repeat("a", 40) {
 		t.Errorf("a failed build changed the image to %s", cfg.Image)
@@ -723,4 +724,37 @@ func TestFailedBuildNotRetriedOnEveryReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the new commit deploys", func() bool { return c.Scaler().Service("app") != nil })
+}
+
+// Lists show a git service's image by its build's tag, not the image ID
+// it runs by (kept as image_id), and builds newest first.
+func TestListsShowTagsAndNewestBuildsFirst(t *testing.T) {
+	b := new(fakebuild.Builder)
+	b.SetCommit(strings.Repeat("a", 40))
+	c, _ := newTest(t, b)
+	if _, _, err := c.Put("app", ServiceSpec{Git: &GitSource{URL: "https://example.com/app.git", Ref: "main"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first build deploys", func() bool { return c.Scaler().Service("app") != nil })
+	b.SetCommit(strings.Repeat("b", 40))
+	id, err := c.Deploy("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second build deploys", func() bool {
+		return c.Scaler().Service("app").Config().Image == "sha256:"+strings.Repeat("b", 40)
+	})
+	tag := imageTag("app", (&GitSource{URL: "https://example.com/app.git", Ref: "main"}).BuildSpec(8080))
+	st := c.Services()[0]
+	if st.Image != tag || st.ImageID != "sha256:"+strings.Repeat("b", 40) {
+		t.Errorf("services: image %q, image_id %q; want the tag %s and the image's id", st.Image, st.ImageID, tag)
+	}
+	revs, _ := c.Revisions("app")
+	if len(revs) != 2 || revs[0].Image != tag || revs[1].ImageID != "sha256:"+strings.Repeat("a", 40) {
+		t.Errorf("revisions %+v; want each by its tag, with its image id", revs)
+	}
+	builds, _ := c.Builds("app")
+	if len(builds) != 2 || builds[0].ID != id || builds[1].ID != 1 || st.Deploy.Builds[0].ID != id {
+		t.Errorf("builds %+v, want newest (%d) first", builds, id)
+	}
 }

@@ -159,7 +159,7 @@ type DeployStatus struct {
 	Source  SourceStatus `json:"source"`
 	Current *BuildInfo   `json:"current,omitempty"`
 	Running *BuildInfo   `json:"running,omitempty"`
-	Builds  []BuildInfo  `json:"builds"`
+	Builds  []BuildInfo  `json:"builds"` // newest first
 }
 
 // SourceStatus is a git service's source and build settings as the admin
@@ -212,10 +212,24 @@ func (d *deployer) status() *DeployStatus {
 		info := d.running.BuildInfo
 		st.Running = &info
 	}
-	for _, b := range d.builds {
-		st.Builds = append(st.Builds, b.BuildInfo)
+	for i := len(d.builds) - 1; i >= 0; i-- { // newest first, as revisions and cron runs
+		st.Builds = append(st.Builds, d.builds[i].BuildInfo)
 	}
 	return st
+}
+
+// tagOf is the tag of the build that made image (an image ID), "" if no
+// kept build did. A git service runs its build's image by ID (a rebuild
+// keeps the tag); lists show the tag, which says what it is built from.
+func (d *deployer) tagOf(image string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.builds) - 1; i >= 0; i-- {
+		if b := d.builds[i]; b.imageID == image && b.Image != "" && b.Image != image {
+			return b.Image
+		}
+	}
+	return ""
 }
 
 // sourcePlan is what reconcile does for a git service after setSource:

@@ -331,9 +331,12 @@ func (c *Controller) SetEnv(name string, changes map[string]*string) (EnvList, e
 
 // RevisionInfo is a revision as the API shows it: env names, not values.
 type RevisionInfo struct {
-	Seq     int      `json:"seq"`
-	ID      string   `json:"id"`
+	Seq int    `json:"seq"`
+	ID  string `json:"id"`
+	// Image is a git service's build by its tag, when a kept build made
+	// it (ImageID is the image itself), else the image as run.
 	Image   string   `json:"image"`
+	ImageID string   `json:"image_id,omitempty"`
 	Env     []string `json:"env"`
 	Reason  string   `json:"reason"`
 	Build   int      `json:"build,omitempty"`
@@ -345,6 +348,10 @@ type RevisionInfo struct {
 func (c *Controller) Revisions(name string) ([]RevisionInfo, error) {
 	c.mu.Lock()
 	s, err := c.serviceLocked(name)
+	var dep *deployer
+	if s != nil {
+		dep = s.dep // under mu: a redeclaration moves it
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -362,6 +369,11 @@ func (c *Controller) Revisions(name string) ([]RevisionInfo, error) {
 		rv := revs[i]
 		info := RevisionInfo{Seq: rv.Seq, ID: rv.ID, Image: rv.Image, Env: []string{}, Reason: rv.Reason, Build: rv.Build,
 			Created: rv.Created.Format(time.RFC3339), Current: rv.ID == running && i == len(revs)-1}
+		if dep != nil {
+			if tag := dep.tagOf(rv.Image); tag != "" {
+				info.Image, info.ImageID = tag, rv.Image
+			}
+		}
 		for k := range rv.Env {
 			info.Env = append(info.Env, k)
 		}
@@ -477,7 +489,7 @@ func (c *Controller) Deploy(name string) (int, error) {
 	return d.deploy("api"), nil
 }
 
-// Builds lists a git service's kept builds, oldest first.
+// Builds lists a git service's kept builds, newest first.
 func (c *Controller) Builds(name string) ([]BuildInfo, error) {
 	d, err := c.deployerOf(name)
 	if err != nil {
@@ -521,8 +533,11 @@ type ServiceStatus struct {
 	State string `json:"state"`
 	// Error is why the last build failed, while the service has no
 	// revision (state build_failed).
-	Error     string                    `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Image is what the service runs: a git service's build by its tag
+	// (ImageID is the image itself: a rebuild keeps the tag).
 	Image     string                    `json:"image"`
+	ImageID   string                    `json:"image_id,omitempty"`
 	Revision  string                    `json:"revision"`
 	Inflight  int                       `json:"inflight"`
 	Queued    int                       `json:"queued"`
@@ -570,6 +585,9 @@ func (c *Controller) statusLocked(name string) ServiceStatus {
 		st.State, st.Error = s.gw.state()
 		if s.dep != nil {
 			st.Deploy = s.dep.status()
+			if tag := s.dep.tagOf(st.Image); tag != "" {
+				st.Image, st.ImageID = tag, st.Image
+			}
 		}
 	}
 	return st

@@ -358,7 +358,7 @@ function renderBuilds(svc) {
 	if (!svc.deploy) {
 		return;
 	}
-	const builds = svc.deploy.builds.slice().reverse();
+	const builds = svc.deploy.builds; // newest first
 	const body = $('builds').tBodies[0];
 	body.replaceChildren();
 	for (const b of builds) {
