@@ -189,7 +189,7 @@ func podcellCommands(cmd *cobra.Command) {
 	cmd.AddCommand(buildLog)
 	cmd.AddCommand(envCommand(request, getJSON))
 	cmd.AddCommand(cronCommand(request, getJSON))
-	var followLogs bool
+	var followLogs, colorLogs bool
 	var tailLogs int
 	logs := &cobra.Command{
 		Use:   "logs <service>",
@@ -199,6 +199,9 @@ func podcellCommands(cmd *cobra.Command) {
 			uri := fmt.Sprintf("/podcell/services/%s/logs?tail=%d", args[0], tailLogs)
 			if followLogs {
 				uri += "&follow=1"
+			}
+			if colorLogs {
+				uri += "&color=1"
 			}
 			resp, err := request(http.MethodGet, uri, nil)
 			if err != nil {
@@ -222,6 +225,7 @@ func podcellCommands(cmd *cobra.Command) {
 	}
 	logs.Flags().BoolVarP(&followLogs, "follow", "f", false, "keep printing new lines until interrupted")
 	logs.Flags().IntVarP(&tailLogs, "tail", "n", 100, "how many recent lines to print first")
+	logs.Flags().BoolVar(&colorLogs, "color", false, "keep the app's terminal colour codes (stripped by default)")
 	cmd.AddCommand(logs)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "revisions <service>",

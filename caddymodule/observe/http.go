@@ -31,9 +31,10 @@ func MetricsHandler(hubs func() []*Hub) http.HandlerFunc {
 	}
 }
 
-// LogsHandler serves GET /podcell/services/<name>/logs[?tail=N][&follow=1]:
+// LogsHandler serves GET /podcell/services/<name>/logs[?tail=N][&follow=1][&color=1]:
 // the service's last N output lines (100 by default) as JSON lines and,
-// with follow, each new line as it comes until the client goes. The name
+// with follow, each new line as it comes until the client goes; without
+// color, terminal escape sequences are stripped from them. The name
 // is the path value "service" if the route has one, else the path segment
 // before /logs.
 func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
@@ -56,6 +57,9 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 			tail = n
 		}
 		follow := r.URL.Query().Get("follow") != ""
+		// Terminal escape sequences (colours) are stripped unless asked
+		// for: the lines are kept as the app wrote them.
+		color, _ := strconv.ParseBool(r.URL.Query().Get("color"))
 		h := hubOf(hubs(), name)
 		if h == nil {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("service %q does not exist", name))
@@ -64,10 +68,16 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
+		send := func(l Line) error {
+			if !color {
+				l.Text = StripANSI(l.Text)
+			}
+			return enc.Encode(l)
+		}
 		if !follow {
 			if tail > 0 {
 				for _, l := range h.Logs.Recent(name, tail) {
-					enc.Encode(l)
+					send(l)
 				}
 			}
 			return
@@ -76,7 +86,7 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 		defer cancel()
 		recent = recent[len(recent)-min(tail, len(recent)):]
 		for _, l := range recent {
-			enc.Encode(l)
+			send(l)
 		}
 		// Caddy's admin server wraps the writer: the controller finds the
 		// flusher beneath. Send the headers now, so the client knows it
@@ -89,7 +99,7 @@ func LogsHandler(hubs func() []*Hub) http.HandlerFunc {
 				if !ok {
 					return
 				}
-				if enc.Encode(l) != nil || rc.Flush() != nil {
+				if send(l) != nil || rc.Flush() != nil {
 					return
 				}
 			case <-r.Context().Done():
@@ -119,6 +129,9 @@ func EventsHandler(hubs func() []*Hub) http.HandlerFunc {
 			return
 		}
 		slices.SortStableFunc(out, func(a, b Event) int { return b.Time.Compare(a.Time) })
+		for i := range out {
+			out[i].Logs = stripLines(out[i].Logs)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
 	}
