@@ -389,3 +389,49 @@ http://{http} {
 		return builds()[0].Status != "running"
 	})
 }
+
+// A git service whose first build fails, through a real Caddy with no
+// handle_errors: requests answer 503 at once (queue_timeout is 2m), first
+// "building", then the build's failure in a line of text with where to
+// look; `caddy podcell services` lists it with its state and error.
+func TestFirstBuildFailureIsReadable(t *testing.T) {
+	e2e(t)
+	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
+		t.Fatalf("the local Python runtime image is missing: run make base-images")
+	}
+	repo := newGitRepo(t)
+	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1"})
+	c := startCaddy(t, strings.ReplaceAll(`
+http://{http} {
+	podcell broken {
+		git REPO main
+		runtime python3.11-debian
+		build "echo the build breaks here; exit 3"
+		start "python3 app.py"
+		queue_timeout 2m
+	}
+}`, "REPO", repo.url)+"\n", withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian"))
+	t0 := time.Now()
+	r := c.get("/")
+	took := time.Since(t0)
+	if r.code != 503 || took > 10*time.Second || !strings.Contains(r.body, "service broken: building its first revision") && !strings.Contains(r.body, "service broken: build failed") {
+		t.Fatalf("during the first build: %d %q after %s; want 503 at once saying it builds", r.code, r.body, took)
+	}
+	eventually(t, 3*time.Minute, "the first build to fail", func() bool {
+		st, _ := c.buildStatus("broken", 1)
+		return st == "failed"
+	})
+	t0 = time.Now()
+	r = c.get("/")
+	took = time.Since(t0)
+	if r.code != 503 || took > 10*time.Second || r.header.Get("Retry-After") != "30" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") ||
+		!strings.HasPrefix(r.body, "service broken: build failed: ") || !strings.HasSuffix(r.body, "; see caddy podcell builds broken\n") {
+		t.Errorf("after the failed build: %d %q (Retry-After %q) after %s; want 503 at once naming the failure", r.code, r.body, r.header.Get("Retry-After"), took)
+	}
+	t.Logf("answer: %s", strings.TrimSpace(r.body))
+	out, err := exec.Command(caddyBin, "podcell", "services", "--address", c.admin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "build_failed") || !strings.Contains(string(out), "\nbroken: ") {
+		t.Errorf("caddy podcell services: %v\n%s", err, out)
+	}
+	t.Logf("caddy podcell services:\n%s", out)
+}
