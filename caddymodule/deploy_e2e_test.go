@@ -143,13 +143,20 @@ func (c *caddyProc) waitFirstBuild(service string) {
 	})
 }
 
-// startPyApp serves pyApp (v1) from a test repository as the git service
-// pyapp, built on the local Python runtime image.
-func startPyApp(t *testing.T, opts ...option) (*caddyProc, *gitRepo) {
+// needPythonRuntime stops the test unless the local Python runtime image,
+// which git services here build on, exists.
+func needPythonRuntime(t *testing.T) {
 	t.Helper()
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Python runtime image is missing: run make base-images")
 	}
+}
+
+// startPyApp serves pyApp (v1) from a test repository as the git service
+// pyapp, built on the local Python runtime image.
+func startPyApp(t *testing.T, opts ...option) (*caddyProc, *gitRepo) {
+	t.Helper()
+	needPythonRuntime(t)
 	repo := newGitRepo(t)
 	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1", "requirements.txt": "# stdlib only\n"})
 	opts = append([]option{withGlobal("runtime_image python3.11-debian localhost/podcell-runtime:python3.11-debian")}, opts...)
@@ -396,9 +403,7 @@ http://{http} {
 // look; `caddy podcell services` lists it with its state and error.
 func TestFirstBuildFailureIsReadable(t *testing.T) {
 	e2e(t)
-	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
-		t.Fatalf("the local Python runtime image is missing: run make base-images")
-	}
+	needPythonRuntime(t)
 	repo := newGitRepo(t)
 	repo.commit("v1", map[string]string{"app.py": pyApp, "message.txt": "v1"})
 	c := startCaddy(t, strings.ReplaceAll(`

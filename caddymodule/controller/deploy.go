@@ -156,34 +156,17 @@ type BuildInfo struct {
 
 // DeployStatus is what the admin API shows of a service's deploys.
 type DeployStatus struct {
-	Source  SourceStatus `json:"source"`
-	Current *BuildInfo   `json:"current,omitempty"`
-	Running *BuildInfo   `json:"running,omitempty"`
-	Builds  []BuildInfo  `json:"builds"` // newest first
+	Source  GitSource   `json:"source"` // without its webhook and poll settings
+	Current *BuildInfo  `json:"current,omitempty"`
+	Running *BuildInfo  `json:"running,omitempty"`
+	Builds  []BuildInfo `json:"builds"` // newest first
 }
 
-// SourceStatus is a git service's source and build settings as the admin
-// API shows them: under the names of the service's git settings (what a
-// PUT takes), never its webhook secret.
-type SourceStatus struct {
-	URL           string            `json:"url"`
-	Ref           string            `json:"ref,omitempty"`
-	Root          string            `json:"root,omitempty"`
-	Runtime       string            `json:"runtime,omitempty"`
-	Install       string            `json:"install,omitempty"`
-	Build         string            `json:"build,omitempty"`
-	BuildEnv      map[string]string `json:"build_env,omitempty"`
-	Start         string            `json:"start,omitempty"`
-	Port          int               `json:"port"`
-	BuildMemoryMB int               `json:"build_memory_mb,omitempty"`
-	BuildCPUs     float64           `json:"build_cpus,omitempty"`
-	BuildPids     int               `json:"build_pids,omitempty"`
-	BuildTimeout  Duration          `json:"build_timeout,omitempty"`
-}
-
-func sourceStatus(spec builder.Spec) SourceStatus {
-	return SourceStatus{URL: spec.URL, Ref: spec.Ref, Root: spec.RootDir, Runtime: spec.Runtime, Install: spec.Install,
-		Build: spec.Build, BuildEnv: spec.BuildEnv, Start: spec.Start, Port: spec.Port,
+// sourceStatus is spec as the admin API shows it: a git service's
+// settings under the names a PUT takes them (never its webhook secret).
+func sourceStatus(spec builder.Spec) GitSource {
+	return GitSource{URL: spec.URL, Ref: spec.Ref, Root: spec.RootDir, Runtime: spec.Runtime, Install: spec.Install,
+		Build: spec.Build, BuildEnv: spec.BuildEnv, Start: spec.Start,
 		BuildMemoryMB: spec.Limits.MemoryMB, BuildCPUs: spec.Limits.CPUs, BuildPids: spec.Limits.Pids,
 		BuildTimeout: Duration(spec.Limits.Timeout)}
 }
