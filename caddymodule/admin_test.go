@@ -286,6 +286,13 @@ func TestAdminListsServiceWithoutRevision(t *testing.T) {
 	if len(list) != 1 || list[0].Name != "app" || list[0].State != "build_failed" || !strings.Contains(list[0].Error, "the repository has no commit") {
 		t.Fatalf("services: %+v, want app with state build_failed and the build's error", list)
 	}
+	// Listed, so its logs and events (which the dashboard asks for) are
+	// empty, not unknown.
+	for _, p := range []string{"/podcell/services/app/logs", "/podcell/events?service=app"} {
+		if code, body := do(t, srv, "GET", p, ""); code != 200 {
+			t.Errorf("GET %s: %d %s", p, code, body)
+		}
+	}
 }
 
 // The admin API speaks snake_case throughout: a service's instances and

@@ -123,6 +123,7 @@ func New(opts Options) (*Controller, error) {
 		return nil, err
 	}
 	c.hub = observe.NewHub(opts.Runtime)
+	c.hub.Declared(func(name string) bool { return c.Route(name) != nil })
 	so := opts.Scaler
 	so.Observer = c.hub
 	if so.Logger == nil {

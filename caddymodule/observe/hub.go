@@ -20,7 +20,13 @@ type Hub struct {
 
 	collector *Collector // nil: instance output is not collected
 	sc        atomic.Pointer[scaler.Scaler]
+	declared  atomic.Pointer[func(string) bool]
 }
+
+// Declared tells the hub which services exist before they run (a git
+// service during its first build): their logs and events are empty, not
+// unknown.
+func (h *Hub) Declared(f func(service string) bool) { h.declared.Store(&f) }
 
 // NewHub returns a hub that collects instance output through rt (nil: none).
 func NewHub(rt scaler.Runtime) *Hub {
@@ -46,9 +52,12 @@ func (h *Hub) Watch(sc *scaler.Scaler) {
 }
 
 // Serves reports whether the hub knows the service: its scaler runs it,
-// or lines of its output are kept.
+// it is declared, or lines of its output are kept.
 func (h *Hub) Serves(service string) bool {
 	if sc := h.sc.Load(); sc != nil && sc.Service(service) != nil {
+		return true
+	}
+	if f := h.declared.Load(); f != nil && (*f)(service) {
 		return true
 	}
 	return h.Logs.Has(service)
