@@ -255,12 +255,38 @@ func (s *Service) runResume(inst *instance) {
 	s.serveQueueLocked(inst, WakeResume)
 }
 
+// stoppedDead handles the stop of an instance that refused a connection
+// and has in fact exited: its died event lost the race with this stop
+// (the loop stops an empty draining instance at once, and a start from a
+// prepared standby replaces it within about 100 ms), and onDied ignores
+// an instance being stopped. It is a crash all the same: reported as one,
+// then removed. False: it still runs, and is stopped as usual.
+func (s *Service) stoppedDead(ctx context.Context, inst *instance) bool {
+	info, err := s.sc.rt.Inspect(ctx, inst.id)
+	if err != nil || !hasExited(info.State) {
+		return false
+	}
+	s.mu.Lock()
+	inst.exitCode = info.ExitCode
+	s.mu.Unlock()
+	s.Stats.Crashes.Add(1)
+	s.cleanupCrashed(inst, stDraining)
+	s.mu.Lock()
+	s.removeLocked(inst)
+	s.mu.Unlock()
+	return true
+}
+
 func (s *Service) runStop(inst *instance, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.sc.ctx), grace+30*time.Second)
 	defer cancel()
 	s.mu.Lock()
 	id := inst.id // "": a standby still being created, which removes itself
+	refused := inst.refused
 	s.mu.Unlock()
+	if id != "" && refused && s.stoppedDead(ctx, inst) {
+		return
+	}
 	if id != "" {
 		// A frozen process cannot take SIGTERM; removal kills it outright.
 		if err := s.sc.rt.Stop(ctx, id, grace); err != nil {

@@ -450,11 +450,36 @@ func (f *Fake) Exit(id string, code int) {
 }
 
 func (f *Fake) exitLocked(c *fakeContainer, code int) {
+	f.exitQuietlyLocked(c, code)
+	f.emitLocked(scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()})
+}
+
+func (f *Fake) exitQuietlyLocked(c *fakeContainer, code int) {
 	c.closeListener()
 	c.state = scaler.StateExited
 	c.exitCode = code
 	f.notifyLocked()
-	f.emitLocked(scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()})
+}
+
+// ExitLate makes a running container die with code as Exit does, except
+// that its "died" event waits until the test calls deliver: Podman's event
+// comes late, and the scaler meets the exit first as a refused connection
+// or in Inspect.
+func (f *Fake) ExitLate(id string, code int) (deliver func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		f.t.Errorf("fake: exit: %v", err)
+		return func() {}
+	}
+	f.exitQuietlyLocked(c, code)
+	ev := scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.emitLocked(ev)
+	}
 }
 
 // Write makes container id print text on stream ("stdout" or "stderr"),
