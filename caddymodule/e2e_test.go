@@ -489,6 +489,11 @@ http://{http} {
 	if strings.Contains(r.body, "DATABASE_URL") {
 		t.Errorf("the client saw the container's logs: %q", r.body)
 	}
+	// It sees what happened, in a line of text.
+	if !strings.HasPrefix(r.body, "service broken: ") || strings.Count(r.body, "\n") != 1 {
+		t.Errorf("502 body %q, want one line saying what happened", r.body)
+	}
+	t.Logf("502 body: %s", strings.TrimSpace(r.body))
 	// Caddy's output reaches us through a pipe: give it a moment.
 	eventually(t, 5*time.Second, "caddy's log lacks the container's last words", func() bool {
 		return strings.Contains(c.logs(), "DATABASE_URL is not set")
