@@ -172,8 +172,11 @@ func TestBuildErrorWithoutCA(t *testing.T) {
 		step := fmt.Sprintf("STEP %d/%d: %s", n, len(p.purposes), run)
 		be := &BuildError{
 			Step: step, Purpose: PurposeBuild,
-			Err:  fmt.Errorf("building at STEP \"RUN %s%s\": while running runtime: exit status 1", mount, strings.Join(args, " ")),
-			Last: []string{step, "", "> node build.js", "build.js: error TS2322", "Error: building at STEP \"RUN " + mount + strings.Join(args, " ") + "\": exit status 1"},
+			Err: fmt.Errorf("building at STEP \"RUN %s%s\": while running runtime: exit status 1", mount, strings.Join(args, " ")),
+			// The log has podman's error over several lines, as it quotes
+			// the step's script.
+			Last: append([]string{step, "", "> node build.js", "build.js: error TS2322"},
+				strings.Split("Error: building at STEP \"RUN "+mount+strings.Join(args, " ")+"\": exit status 1", "\n")...),
 		}
 		return be.Error()
 	}

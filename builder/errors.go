@@ -57,7 +57,9 @@ func (e *BuildError) Error() string {
 	}
 	if len(e.Last) > 0 {
 		b.WriteString("\nlast log lines:\n")
-		for _, l := range e.Last {
+		// Cleaned before the indent: podman's error quotes the step over
+		// several log lines.
+		for _, l := range strings.Split(withoutCA(strings.Join(e.Last, "\n")), "\n") {
 			b.WriteString("  ")
 			b.WriteString(l)
 			b.WriteByte('\n')
