@@ -41,18 +41,22 @@ func (s *Service) stopLocked(inst *instance) {
 	if inst.state == stStopping {
 		return
 	}
-	inst.state = stStopping
 	grace := s.cfg.StopGrace
+	if inst.state == stStandby {
+		grace = 0 // its app never ran: nothing to let finish
+	}
+	inst.state = stStopping
 	s.spawn(func() { s.runStop(inst, grace) })
 }
 
 // maxStandbyBackoff caps the wait between failed standby creates.
 const maxStandbyBackoff = time.Minute
 
-// ensureStandbyLocked keeps one created-but-not-started container of the
-// current revision while the service is in use (see wantStandbyLocked), so
-// a cold start is only a start: creating a container costs about as much as
-// starting it. Out of use, it removes the standby.
+// ensureStandbyLocked keeps one container of the current revision ready to
+// start while the service is in use (see wantStandbyLocked), so a cold
+// start is only a start: creating a container costs about as much as
+// starting it, and initializing it (prepareStandby) most of the rest. Out
+// of use, it removes the standby.
 func (s *Service) ensureStandbyLocked(now time.Time) {
 	if !s.wantStandbyLocked(now) {
 		for _, inst := range s.instances {
@@ -96,6 +100,18 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	if err == nil {
 		id, err = s.sc.create(ctx, cs)
 	}
+	var in InstanceNet
+	prepared := false
+	if err == nil && !s.sc.opts.CreatedStandby {
+		if in, err = s.sc.prepareStandby(ctx, id, cfg, lim); err == nil {
+			prepared = true
+		} else {
+			// Still a standby: its start initializes it, and reports
+			// what fails then as the start's failure.
+			s.log.Warn("cannot initialize standby container; it stays created", zap.String("service", cfg.Name), zap.Error(err))
+			err = nil
+		}
+	}
 	s.mu.Lock()
 	if err != nil {
 		s.removeLocked(inst)
@@ -123,6 +139,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 		s.removeLocked(inst)
 	} else {
 		inst.id = id // shutdown, if it comes, finds and removes it
+		inst.net, inst.prepared = in, prepared
 	}
 	s.mu.Unlock()
 	if stopped {
