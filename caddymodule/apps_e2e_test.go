@@ -162,19 +162,27 @@ func logTimes(t *testing.T, b appBuild, log string) {
 	t.Logf("build %d %s in %.1fs: %s", b.ID, b.Status, b.Seconds, strings.Join(times, "; "))
 }
 
+// built waits for the app's first build, which must end with status, and
+// checks that its log says what a.buildLog names.
+func built(t *testing.T, c *caddyProc, a appCase, status string) (appBuild, string) {
+	t.Helper()
+	b, log := firstBuild(t, c, a.name)
+	if b.Status != status {
+		t.Fatalf("build %d %s, want %s: %s\n%s", b.ID, b.Status, status, b.Reason, tail(log, 40))
+	}
+	logTimes(t, b, log)
+	for _, w := range a.buildLog {
+		if !strings.Contains(log, w) {
+			t.Errorf("the build log lacks %q:\n%s", w, tail(log, 60))
+		}
+	}
+	return b, log
+}
+
 // answers checks that the app answers 200 through Caddy with want in its body.
 func answers(want string) func(t *testing.T, c *caddyProc, a appCase) {
 	return func(t *testing.T, c *caddyProc, a appCase) {
-		b, log := firstBuild(t, c, a.name)
-		if b.Status != "succeeded" {
-			t.Fatalf("build %d %s: %s\n%s", b.ID, b.Status, b.Reason, tail(log, 40))
-		}
-		logTimes(t, b, log)
-		for _, w := range a.buildLog {
-			if !strings.Contains(log, w) {
-				t.Errorf("the build log lacks %q:\n%s", w, tail(log, 60))
-			}
-		}
+		built(t, c, a, "succeeded")
 		t0 := time.Now()
 		r := c.getHost(a.name+".localhost", "/")
 		if r.err != nil || r.code != 200 || !strings.Contains(r.body, want) {
@@ -270,16 +278,7 @@ func TestApps(t *testing.T) {
 // the start hint says so in the events and in the service's logs, beside
 // the app's own output.
 func checkLoopback(t *testing.T, c *caddyProc, a appCase) {
-	b, log := firstBuild(t, c, a.name)
-	if b.Status != "succeeded" {
-		t.Fatalf("build %d %s: %s\n%s", b.ID, b.Status, b.Reason, tail(log, 40))
-	}
-	logTimes(t, b, log)
-	for _, w := range a.buildLog {
-		if !strings.Contains(log, w) {
-			t.Errorf("the build log lacks %q:\n%s", w, tail(log, 60))
-		}
-	}
+	built(t, c, a, "succeeded")
 	// The first request starts an instance and waits for it; it is
 	// abandoned once the hint is seen.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -356,16 +355,7 @@ func checkLoopback(t *testing.T, c *caddyProc, a appCase) {
 // queue_timeout (30s), and the failure is there to read: the answer or the
 // service's builds name it.
 func checkBuildFail(t *testing.T, c *caddyProc, a appCase) {
-	b, log := firstBuild(t, c, a.name)
-	if b.Status != "failed" {
-		t.Fatalf("build %d %s, want failed\n%s", b.ID, b.Status, tail(log, 40))
-	}
-	logTimes(t, b, log)
-	for _, w := range a.buildLog {
-		if !strings.Contains(log, w) {
-			t.Errorf("the build log lacks %q:\n%s", w, tail(log, 60))
-		}
-	}
+	b, log := built(t, c, a, "failed")
 	if !strings.Contains(log, "error TS2322") {
 		t.Errorf("the build log lacks the build script's error:\n%s", tail(log, 40))
 	}
