@@ -101,10 +101,11 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 		id, err = s.sc.create(ctx, cs)
 	}
 	var in InstanceNet
-	prepared := false
+	var prep *ContainerInfo
 	if err == nil && !s.sc.opts.CreatedStandby {
-		if in, err = s.sc.prepareStandby(ctx, id, cfg, lim); err == nil {
-			prepared = true
+		var info ContainerInfo
+		if info, in, err = s.sc.prepareStandby(ctx, id, cfg, lim); err == nil {
+			prep = &info
 		} else {
 			// Still a standby: its start initializes it, and reports
 			// what fails then as the start's failure.
@@ -139,7 +140,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 		s.removeLocked(inst)
 	} else {
 		inst.id = id // shutdown, if it comes, finds and removes it
-		inst.net, inst.prepared = in, prepared
+		inst.net, inst.prep = in, prep
 	}
 	s.mu.Unlock()
 	if stopped {

@@ -3,12 +3,14 @@ package scaler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,6 +276,57 @@ func TestPreparedStandby(t *testing.T) {
 	}
 	checkHostShaped(t, "the instance", ready.Net, mbit)
 	fenced(t, "the instance to 169.254.169.254:80", dialFrom(t, l.Addr, "169.254.169.254:80"))
+}
+
+// A prepared standby's start is not followed by an Inspect: an app that
+// exits at once must still fail the start at once, with its exit code
+// and its last words, not at start_timeout. The env value resolved at
+// create (ExpandEnv) makes the standby's app, unlike the first one, exit.
+func TestPreparedStandbyExitsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	var creates atomic.Int32
+	s := e.scaler(scaler.Options{Expand: func(string) (string, error) {
+		if creates.Add(1) == 1 {
+			return "", nil
+		}
+		return "cannot open the config file", nil
+	}})
+	defer closeScaler(t, s)
+	cfg := e.config("prepfail")
+	cfg.IdleTimeout, cfg.StableWindow = 500*time.Millisecond, 500*time.Millisecond
+	cfg.Env = map[string]string{"HELLO_FAIL_START": "{env.PREPFAIL}"}
+	cfg.ExpandEnv = []string{"HELLO_FAIL_START"}
+	svc, err := s.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	eventually(t, 30*time.Second, "no initialized standby once back at zero", func() bool {
+		for _, i := range svc.Snapshot().Instances {
+			if info, err := e.rt.Inspect(context.Background(), i.ID); i.State == "standby" && i.ID != "" && err == nil && info.State == scaler.StateInitialized {
+				return svc.Snapshot().Up() == 0
+			}
+		}
+		return false
+	})
+	began := time.Now()
+	_, err = svc.Acquire(context.Background())
+	took := time.Since(began)
+	var se *scaler.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("err %v, want a *StartError", err)
+	}
+	if !strings.Contains(strings.Join(se.Logs, "\n"), "cannot open the config file") || se.ExitCode != 1 {
+		t.Errorf("exit %d logs %q (%s); want exit 1 and the app's last words", se.ExitCode, se.Logs, se.Reason)
+	}
+	if took > cfg.StartTimeout/4 {
+		t.Errorf("the start failed after %s; it must fail when the app exits, not near start_timeout %s", took, cfg.StartTimeout)
+	}
+	t.Logf("failed start from a prepared standby: %s after %s", se.Reason, took.Round(time.Millisecond))
 }
 
 // TestRootlessNetworkSandbox attacks one rootless service from another the

@@ -89,9 +89,9 @@ type instance struct {
 	exitCode   int
 	noPause    bool // a pause failed: do not try again
 	net        InstanceNet
-	// prepared: a standby initialized and with its network fenced and
-	// shaped at net's rate (see prepareStandby).
-	prepared bool
+	// prep is what Podman said of a standby initialized ahead, whose
+	// network is fenced and shaped at net's rate (see prepareStandby).
+	prep *ContainerInfo
 }
 
 // Name is the service's name.
