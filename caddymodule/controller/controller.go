@@ -66,6 +66,8 @@ type Builder interface {
 // across config reloads (the Caddy app keeps it in a usage pool).
 type Controller struct {
 	log  *zap.Logger
+	opts Options
+	// st, sc and cron are opened by the first Start (openLocked), under mu.
 	st   *store.Store
 	sc   *scaler.Scaler
 	hub  *observe.Hub
@@ -102,47 +104,73 @@ func (c *Controller) spawn(f func()) {
 	}()
 }
 
-// New opens the store of opts.DataDir, starts the scaler on opts.Runtime,
-// and the hub and cron scheduler. No service runs until Start.
+// New makes the controller of opts.DataDir. It opens nothing that another
+// process may hold: the store (Badger locks its directory for one process),
+// the scaler with its watch of Podman's events, and the cron scheduler open
+// at the first Start. Caddy provisions a config and cleans it up without
+// starting it to validate it, and `caddy validate` must work while a
+// server runs on the same data dir.
 func New(opts Options) (*Controller, error) {
+	if opts.Runtime == nil {
+		return nil, errors.New("a controller needs a container runtime")
+	}
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	c := &Controller{log: log, rt: opts.Runtime, services: map[string]*service{}, gateways: map[string]*Gateway{},
+	c := &Controller{log: log, rt: opts.Runtime, opts: opts, services: map[string]*service{}, gateways: map[string]*Gateway{},
 		closing: make(chan struct{})}
 	c.routes.Store(&map[string]*Gateway{})
-	var err error
-	// The store first: a wrong key must stop the config before it touches
-	// any container.
-	if c.st, err = store.Open(filepath.Join(opts.DataDir, "store"), opts.Key, log.Named("store")); err != nil {
-		return nil, err
-	}
-	if err := migrate(c.st, log); err != nil {
-		c.st.Close()
-		return nil, err
-	}
 	c.hub = observe.NewHub(opts.Runtime)
-	so := opts.Scaler
-	so.Observer = c.hub
-	if so.Logger == nil {
-		so.Logger = log
-	}
-	if c.sc, err = scaler.New(context.Background(), opts.Runtime, so); err != nil {
-		c.hub.Close()
-		c.st.Close()
-		return nil, err
-	}
-	c.hub.Watch(c.sc)
-	if c.cron, err = c.newScheduler(); err != nil {
-		c.Close(context.Background())
-		return nil, err
-	}
 	return c, nil
 }
 
+// openLocked opens the store of the data dir, then starts the scaler and
+// the cron scheduler, once: the first Start does, and a Start after a
+// failed one tries again. A wrong key, a store another process holds or
+// a newer record format stop it before it touches any container.
+func (c *Controller) openLocked() error {
+	if c.st != nil {
+		return nil
+	}
+	select {
+	case <-c.closing:
+		return errors.New("the controller is closed")
+	default:
+	}
+	dir := filepath.Join(c.opts.DataDir, "store")
+	st, err := store.Open(dir, c.opts.Key, c.log.Named("store"))
+	if err != nil {
+		return err
+	}
+	if err := migrate(st, c.log); err != nil {
+		st.Close()
+		return err
+	}
+	so := c.opts.Scaler
+	so.Observer = c.hub
+	if so.Logger == nil {
+		so.Logger = c.log
+	}
+	sc, err := scaler.New(context.Background(), c.opts.Runtime, so)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	c.st, c.sc = st, sc
+	if c.cron, err = c.newScheduler(); err != nil {
+		c.sc.Close(context.Background())
+		c.st.Close()
+		c.st, c.sc = nil, nil
+		return err
+	}
+	c.hub.Watch(c.sc)
+	return nil
+}
+
 // Close stops the scheduler, then the scaler (whose KeepOnClose says
-// whether instances stay), the deployers' builds, the hub and the store.
+// whether instances stay), the deployers' builds, the hub and the store:
+// those that the first Start opened.
 func (c *Controller) Close(ctx context.Context) error {
 	c.mu.Lock()
 	for _, s := range c.services {
@@ -151,10 +179,11 @@ func (c *Controller) Close(ctx context.Context) error {
 		}
 	}
 	close(c.closing)
+	st, sc, sched := c.st, c.sc, c.cron
 	c.mu.Unlock()
 	var err error
-	if c.cron != nil {
-		err = c.cron.Close()
+	if sched != nil {
+		err = sched.Close()
 	}
 	// Not under mu: a build's end takes it to deploy (and fails, canceled).
 	done := make(chan struct{})
@@ -164,18 +193,24 @@ func (c *Controller) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		c.log.Warn("closing with deployer work still running", zap.Error(ctx.Err()))
 	}
-	err = errors.Join(err, c.sc.Close(ctx))
+	if sc != nil {
+		err = errors.Join(err, sc.Close(ctx))
+	}
 	c.hub.Close()
-	return errors.Join(err, c.st.Close())
+	if st != nil {
+		err = errors.Join(err, st.Close())
+	}
+	return err
 }
 
-// Scaler is the scaler the controller runs services with.
+// Scaler is the scaler the controller runs services with; nil before
+// the first Start.
 func (c *Controller) Scaler() *scaler.Scaler { return c.sc }
 
 // Hub is the controller's observability hub: metrics, logs, events.
 func (c *Controller) Hub() *observe.Hub { return c.hub }
 
-// Store is the controller's store.
+// Store is the controller's store; nil before the first Start.
 func (c *Controller) Store() *store.Store { return c.st }
 
 // Runtime is the container runtime the scaler uses.
@@ -199,7 +234,8 @@ type Declared struct {
 	WebhookKey string
 }
 
-// Start makes the config's services (and, unless the config declares
+// Start (the first one opens the store, the scaler and the scheduler:
+// openLocked) makes the config's services (and, unless the config declares
 // them, the services the store holds) the desired state and reconciles
 // each: new and changed ones run (rolling over those whose revision
 // changed), those neither declares any more go. Then it removes
@@ -208,6 +244,9 @@ type Declared struct {
 func (c *Controller) Start(settings Settings, config []Declared) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked(); err != nil {
+		return err
+	}
 	c.settings = settings
 	next := map[string]*service{}
 	for _, d := range config {

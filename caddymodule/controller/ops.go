@@ -581,6 +581,9 @@ func (c *Controller) Services() []ServiceStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []ServiceStatus{}
+	if c.sc == nil {
+		return out // before the first Start
+	}
 	svcs := c.sc.Services()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name() < svcs[j].Name() })
 	for _, svc := range svcs {
