@@ -86,6 +86,11 @@ type Controller struct {
 	// routes are the declared services' gateways, for host mode and cron.
 	routes  atomic.Pointer[map[string]*Gateway]
 	started bool
+	// applies counts the configs handed to the scaler (applyLocked).
+	applies int
+	// reread names the services whose stored record a reload reads again
+	// (loadAPIServices).
+	reread map[string]bool
 
 	// buildsRunning counts the builds of every service.
 	buildsRunning atomic.Int32
@@ -119,7 +124,7 @@ func New(opts Options) (*Controller, error) {
 		log = zap.NewNop()
 	}
 	c := &Controller{log: log, rt: opts.Runtime, opts: opts, services: map[string]*service{}, gateways: map[string]*Gateway{},
-		closing: make(chan struct{})}
+		reread: map[string]bool{}, closing: make(chan struct{})}
 	c.routes.Store(&map[string]*Gateway{})
 	c.hub = observe.NewHub(opts.Runtime)
 	return c, nil
@@ -248,6 +253,7 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 		return err
 	}
 	c.settings = settings
+	applies := c.applies
 	next := map[string]*service{}
 	for _, d := range config {
 		s := c.services[d.Name]
@@ -264,11 +270,12 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 			c.retire(s, next[name] != nil)
 		}
 	}
+	prev := c.services
 	c.services = next
 	var errs []error
 	for _, name := range sortedNames(next) {
 		s := next[name]
-		if err := c.reconcileLocked(s, "config"); err != nil {
+		if err := c.reloadLocked(s, prev[name] == s); err != nil {
 			if s.api {
 				c.log.Error("cannot run a stored service", zap.String("service", name), zap.Error(err))
 				continue
@@ -277,6 +284,7 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 		}
 	}
 	c.publishLocked()
+	c.log.Info("services reconciled", zap.Int("services", len(next)), zap.Int("applied", c.applies-applies))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -293,35 +301,76 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 }
 
 // loadAPIServices adds to next the services the admin API stored, except
-// those the config declares itself.
+// those the config declares itself. The first Start reads them from the
+// store. A later one takes them from the services declared: every change
+// of an API service goes through the controller, which declares it as it
+// writes it, so reading and decoding every record again on each reload
+// would find the same (issue 13: a reload costs the same with 1 or 1,000
+// services). Only a name whose stored record the declared services may
+// not show is read again: one the config stops declaring (its API service
+// comes back into view) and one whose stored change could not run
+// (replaceLocked).
 func (c *Controller) loadAPIServices(next map[string]*service) error {
-	recs, err := c.st.Services()
-	if err != nil {
-		return fmt.Errorf("reading services from the store: %w", err)
-	}
-	for _, rec := range recs {
-		if len(rec.Spec) == 0 {
-			continue // env only, for a service the config declares
-		}
-		if next[rec.Name] != nil {
-			c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", rec.Name))
-			continue
-		}
-		spec, err := DecodeSpec(rec.Spec)
-		if err == nil {
-			err = spec.Validate(rec.Name)
-		}
+	if !c.started {
+		recs, err := c.st.Services()
 		if err != nil {
-			c.log.Error("cannot read a stored service; it is not served", zap.String("service", rec.Name), zap.Error(err))
-			continue
+			return fmt.Errorf("reading services from the store: %w", err)
 		}
-		s := c.services[rec.Name]
-		if s == nil || !s.api || !sameSpec(s.spec, spec) {
-			s = c.newService(rec.Name, spec, true, nil, webhookKey(spec), s)
+		for _, rec := range recs {
+			c.loadAPIService(next, rec)
 		}
-		next[rec.Name] = s
+		clear(c.reread)
+		return nil
 	}
+	for name, s := range c.services {
+		switch {
+		case s.api && next[name] != nil:
+			c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", name))
+		case s.api && !c.reread[name]:
+			next[name] = s
+		case next[name] == nil:
+			c.reread[name] = true
+		}
+	}
+	for _, name := range sortedNames(c.reread) {
+		rec, err := c.st.Service(name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("reading service %s from the store: %w", name, err)
+		default:
+			c.loadAPIService(next, rec)
+		}
+	}
+	clear(c.reread)
 	return nil
+}
+
+// loadAPIService adds to next the service of a stored record, unless it
+// has no spec (env only, for a service the config declares), the config
+// declares it, or it cannot be read (logged: one bad record does not stop
+// the others). An unchanged service stays the one declared.
+func (c *Controller) loadAPIService(next map[string]*service, rec store.Service) {
+	if len(rec.Spec) == 0 {
+		return
+	}
+	if next[rec.Name] != nil {
+		c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", rec.Name))
+		return
+	}
+	spec, err := DecodeSpec(rec.Spec)
+	if err == nil {
+		err = spec.Validate(rec.Name)
+	}
+	if err != nil {
+		c.log.Error("cannot read a stored service; it is not served", zap.String("service", rec.Name), zap.Error(err))
+		return
+	}
+	s := c.services[rec.Name]
+	if s == nil || !s.api || !sameSpec(s.spec, spec) {
+		s = c.newService(rec.Name, spec, true, nil, webhookKey(spec), s)
+	}
+	next[rec.Name] = s
 }
 
 // webhookKey is the secret an API service's webhooks are verified with:

@@ -164,10 +164,16 @@ func setJSON(txn *badger.Txn, key string, v any) error {
 // listJSON decodes every value under prefix, in key order; newItem returns
 // where to decode the next one.
 func listJSON(txn *badger.Txn, prefix string, newItem func() any) error {
+	return listKeyed(txn, prefix, func(string) any { return newItem() })
+}
+
+// listKeyed is listJSON for values whose key says more than their JSON:
+// newItem gets each key, without the prefix.
+func listKeyed(txn *badger.Txn, prefix string, newItem func(key string) any) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 16})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
-		v := newItem()
+		v := newItem(strings.TrimPrefix(string(it.Item().Key()), prefix))
 		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
 			return fmt.Errorf("store: decoding %s: %w", it.Item().Key(), err)
 		}
