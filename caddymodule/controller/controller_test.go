@@ -30,7 +30,7 @@ func newTest(t *testing.T, b Builder, config ...Declared) (*Controller, *scalert
 	return openTest(t, t.TempDir(), b, config...)
 }
 
-func openTest(t *testing.T, dir string, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
+func openTest(t testing.TB, dir string, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
 	t.Helper()
 	key, err := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
 	if err != nil {

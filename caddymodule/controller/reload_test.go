@@ -98,3 +98,23 @@ func TestReloadUncoversStoredService(t *testing.T) {
 		t.Errorf("web's source is %q, want api", st.Source)
 	}
 }
+
+// BenchmarkReload is a config reload (Start with the same config) with
+// 1,000 services the admin API declared, on the fake runtime: what
+// benchmarks/results/scale-20261130-012730-after.md profiles.
+//
+//	go test -run '^$' -bench BenchmarkReload -cpuprofile cpu.out ./caddymodule/controller/
+func BenchmarkReload(b *testing.B) {
+	c, _ := openTest(b, b.TempDir(), nil)
+	for i := range 1000 {
+		if _, _, err := c.Put(fmt.Sprintf("api-%d", i), ServiceSpec{Image: "localhost/web:1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := c.Start(Settings{KeepImages: DefaultKeepImages}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
