@@ -90,6 +90,14 @@ type App struct {
 	// starting instances together, in cores (default: the host's).
 	StartupCPU       float64 `json:"startup_cpu,omitempty"`
 	StartupCPUBudget float64 `json:"startup_cpu_budget,omitempty"`
+	// Standby is how far a service's standby container is prepared:
+	// "initialized" (default: namespaces, network and runc's process
+	// waiting to exec the app; a cold start is the app's start, about
+	// 4 MB per standby) or "created" (a cold start also initializes it,
+	// about 300 ms more). StandbyIdle is how long after its last instance
+	// a service keeps a standby (default 30m; -1: always, used or not).
+	Standby     string         `json:"standby,omitempty"`
+	StandbyIdle caddy.Duration `json:"standby_idle,omitempty"`
 	// EncryptionKeyFile names a file holding the store's encryption key
 	// (16, 24 or 32 bytes as hex or base64). Default: data_dir/store.key, made with the store.
 	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
@@ -166,6 +174,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.StartupCPU > scaler.MaxMemoryMB/scaler.MBPerCore || (a.StartupCPU < 0 && a.StartupCPU != -1) {
 		return fmt.Errorf("podcell: startup_cpu %g: use more than 0 and at most %d cores, or -1 (off)", a.StartupCPU, scaler.MaxMemoryMB/scaler.MBPerCore)
 	}
+	switch a.Standby {
+	case "", "initialized", "created":
+	default:
+		return fmt.Errorf("podcell: standby %q: use initialized (the default) or created", a.Standby)
+	}
+	if a.StandbyIdle < 0 && a.StandbyIdle != -1 {
+		return fmt.Errorf("podcell: standby_idle %s: use a positive duration such as 30m, or -1 (always)", time.Duration(a.StandbyIdle))
+	}
 	if a.StartupCPUBudget < 0 {
 		return fmt.Errorf("podcell: startup_cpu_budget %g: use a number of cores above 0", a.StartupCPUBudget)
 	}
@@ -206,6 +222,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 				KeepOnClose:           a.KeepOnStop,
 				StartupCPU:            a.StartupCPU,
 				StartupCPUBudget:      a.StartupCPUBudget,
+				CreatedStandby:        a.Standby == "created",
+				StandbyIdle:           time.Duration(a.StandbyIdle),
 				Logger:                caddy.Log().Named("podcell"),
 				// Only the config's env values are ever named for expansion.
 				Expand: expandPlaceholders,

@@ -39,6 +39,8 @@ func init() {
 //	    keep_images <n>
 //	    startup_cpu <cores>|off
 //	    startup_cpu_budget <cores>
+//	    standby initialized|created
+//	    standby_idle <duration>|always
 //	    build_memory <size>
 //	    build_cpus <cores>
 //	    build_pids <n>
@@ -164,6 +166,24 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.Errf("startup_cpu_budget %q: want a number of cores > 0, e.g. 2", s)
 			}
 			app.StartupCPUBudget = f
+		case "standby":
+			if !d.AllArgs(&app.Standby) || (app.Standby != "initialized" && app.Standby != "created") {
+				return nil, d.Errf("standby takes one argument, initialized (the default: a cold start is the app's start) or created (about 4 MB less per standby, a slower cold start)")
+			}
+		case "standby_idle":
+			var s string
+			if !d.AllArgs(&s) {
+				return nil, d.Errf("standby_idle takes one argument, how long a service keeps a standby after its last instance, e.g. standby_idle 30m, or always")
+			}
+			if s == "always" {
+				app.StandbyIdle = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("standby_idle %q: want a positive duration such as 30m, or always", s)
+			}
+			app.StandbyIdle = caddy.Duration(dur)
 		case "max_repo_size":
 			var s string
 			if !d.AllArgs(&s) {

@@ -363,7 +363,7 @@ http://:{httpport} {
 	if r := get("apisvc.apps.localhost", "/"); r.code != 404 {
 		t.Errorf("after delete: %d, want 404", r.code)
 	}
-	eventually(t, 60*time.Second, "the deleted service's containers stay", func() bool { return c.containers("running", "paused", "created") == 0 })
+	eventually(t, 60*time.Second, "the deleted service's containers stay", func() bool { return c.containers("running", "paused", "created", "initialized") == 0 })
 }
 
 // TestDeleteDrainsInTheBackground: a DELETE of a service with a request in

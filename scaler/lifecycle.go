@@ -41,18 +41,22 @@ func (s *Service) stopLocked(inst *instance) {
 	if inst.state == stStopping {
 		return
 	}
-	inst.state = stStopping
 	grace := s.cfg.StopGrace
+	if inst.state == stStandby {
+		grace = 0 // its app never ran: nothing to let finish
+	}
+	inst.state = stStopping
 	s.spawn(func() { s.runStop(inst, grace) })
 }
 
 // maxStandbyBackoff caps the wait between failed standby creates.
 const maxStandbyBackoff = time.Minute
 
-// ensureStandbyLocked keeps one created-but-not-started container of the
-// current revision while the service is in use (see wantStandbyLocked), so
-// a cold start is only a start: creating a container costs about as much as
-// starting it. Out of use, it removes the standby.
+// ensureStandbyLocked keeps one container of the current revision ready to
+// start while the service is in use (see wantStandbyLocked), so a cold
+// start is only a start: creating a container costs about as much as
+// starting it, and initializing it (prepareStandby) most of the rest. Out
+// of use, it removes the standby.
 func (s *Service) ensureStandbyLocked(now time.Time) {
 	if !s.wantStandbyLocked(now) {
 		for _, inst := range s.instances {
@@ -96,6 +100,19 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	if err == nil {
 		id, err = s.sc.create(ctx, cs)
 	}
+	var in InstanceNet
+	var prep *ContainerInfo
+	if err == nil && !s.sc.opts.CreatedStandby {
+		var info ContainerInfo
+		if info, in, err = s.sc.prepareStandby(ctx, id, cfg, lim); err == nil {
+			prep = &info
+		} else {
+			// Still a standby: its start initializes it, and reports
+			// what fails then as the start's failure.
+			s.log.Warn("cannot initialize standby container; it stays created", zap.String("service", cfg.Name), zap.Error(err))
+			err = nil
+		}
+	}
 	s.mu.Lock()
 	if err != nil {
 		s.removeLocked(inst)
@@ -123,6 +140,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 		s.removeLocked(inst)
 	} else {
 		inst.id = id // shutdown, if it comes, finds and removes it
+		inst.net, inst.prep = in, prep
 	}
 	s.mu.Unlock()
 	if stopped {
@@ -237,12 +255,38 @@ func (s *Service) runResume(inst *instance) {
 	s.serveQueueLocked(inst, WakeResume)
 }
 
+// stoppedDead handles the stop of an instance that refused a connection
+// and has in fact exited: its died event lost the race with this stop
+// (the loop stops an empty draining instance at once, and a start from a
+// prepared standby replaces it within about 100 ms), and onDied ignores
+// an instance being stopped. It is a crash all the same: reported as one,
+// then removed. False: it still runs, and is stopped as usual.
+func (s *Service) stoppedDead(ctx context.Context, inst *instance) bool {
+	info, err := s.sc.rt.Inspect(ctx, inst.id)
+	if err != nil || !hasExited(info.State) {
+		return false
+	}
+	s.mu.Lock()
+	inst.exitCode = info.ExitCode
+	s.mu.Unlock()
+	s.Stats.Crashes.Add(1)
+	s.cleanupCrashed(inst, stDraining)
+	s.mu.Lock()
+	s.removeLocked(inst)
+	s.mu.Unlock()
+	return true
+}
+
 func (s *Service) runStop(inst *instance, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.sc.ctx), grace+30*time.Second)
 	defer cancel()
 	s.mu.Lock()
 	id := inst.id // "": a standby still being created, which removes itself
+	refused := inst.refused
 	s.mu.Unlock()
+	if id != "" && refused && s.stoppedDead(ctx, inst) {
+		return
+	}
 	if id != "" {
 		// A frozen process cannot take SIGTERM; removal kills it outright.
 		if err := s.sc.rt.Stop(ctx, id, grace); err != nil {

@@ -3,12 +3,16 @@ package scaler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -162,25 +166,7 @@ func TestNetworkSandbox(t *testing.T) {
 		if in.Network != s.NetworkName(snap.Name) || fmt.Sprintf("%.2f", in.RateMbit) != fmt.Sprintf("%.2f", c.mbit) {
 			t.Errorf("%s: instance network %+v, want network %s at %.2f Mbit/s", snap.Name, in, s.NetworkName(snap.Name), c.mbit)
 		}
-		// The host end of its veth carries a token bucket at that rate.
-		veth := ""
-		if i := strings.Index(in.Shaping, "host's "); i >= 0 {
-			veth = strings.TrimRight(strings.Fields(in.Shaping[i+len("host's "):])[0], ")")
-		}
-		link, err := netlink.LinkByName(veth)
-		if err != nil {
-			t.Fatalf("%s: shaping %q names no host link: %v", snap.Name, in.Shaping, err)
-		}
-		qs, _ := netlink.QdiscList(link)
-		ok := false
-		for _, q := range qs {
-			if tbf, isTbf := q.(*netlink.Tbf); isTbf && float64(tbf.Rate*8)/1e6 > c.mbit*0.99 && float64(tbf.Rate*8)/1e6 < c.mbit*1.01 {
-				ok = true
-			}
-		}
-		if !ok {
-			t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s", snap.Name, veth, qs, c.mbit)
-		}
+		checkHostShaped(t, snap.Name, in, c.mbit)
 	}
 
 	// A removed service's network is gone once its instances are.
@@ -191,6 +177,156 @@ func TestNetworkSandbox(t *testing.T) {
 	if len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "neta" {
 		t.Errorf("networks after removing netb: %v, want neta's only", nets)
 	}
+}
+
+// checkHostShaped checks that the host end of an instance's veth carries a
+// token bucket at mbit.
+func checkHostShaped(t *testing.T, name string, in scaler.InstanceNet, mbit float64) {
+	t.Helper()
+	veth := ""
+	if i := strings.Index(in.Shaping, "host's "); i >= 0 {
+		veth = strings.TrimRight(strings.Fields(in.Shaping[i+len("host's "):])[0], ")")
+	}
+	link, err := netlink.LinkByName(veth)
+	if err != nil {
+		t.Fatalf("%s: shaping %q names no host link: %v", name, in.Shaping, err)
+	}
+	qs, _ := netlink.QdiscList(link)
+	for _, q := range qs {
+		if tbf, isTbf := q.(*netlink.Tbf); isTbf && float64(tbf.Rate*8)/1e6 > mbit*0.99 && float64(tbf.Rate*8)/1e6 < mbit*1.01 {
+			return
+		}
+	}
+	t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s", name, veth, qs, mbit)
+}
+
+// TestPreparedStandby: once a service was used, its standby is initialized
+// before any request (network namespace, address, runc's process waiting
+// to exec the app, which has not run) and already fenced and shaped; the
+// next cold start starts that very container, fenced and shaped.
+func TestPreparedStandby(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.scaler(scaler.Options{BandwidthPerCoreMbit: 100})
+	defer closeScaler(t, s)
+	cfg := e.config("prep")
+	cfg.IdleTimeout, cfg.StableWindow = 500*time.Millisecond, 500*time.Millisecond
+	svc, err := s.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	t.Logf("first cold start (create + start): acquire waited %s", l.Waited)
+	var standby scaler.InstanceSnapshot
+	eventually(t, 30*time.Second, "no standby once back at zero", func() bool {
+		snap := svc.Snapshot()
+		for _, i := range snap.Instances {
+			if i.State == "standby" && i.ID != "" {
+				standby = i
+			}
+		}
+		return snap.Up() == 0 && e.running() == 0 && standby.ID != ""
+	})
+	info, err := e.rt.Inspect(ctx, standby.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != scaler.StateInitialized || info.Addr == "" {
+		t.Fatalf("standby %s is %s at %q, want initialized with an address", standby.ID, info.State, info.Addr)
+	}
+	// What runs is runc's process waiting to exec the app, not the app.
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", info.Pid)); err != nil || !strings.HasPrefix(string(comm), "runc") {
+		t.Errorf("the standby's process %d is %q (%v), want runc's init waiting to exec the app", info.Pid, comm, err)
+	}
+	mbit := 100 * 256.0 / 1769
+	checkHostShaped(t, "the standby", standby.Net, mbit)
+
+	// Keep the next instance up through the checks (not a new revision).
+	cfg.IdleTimeout, cfg.StableWindow = time.Minute, time.Minute
+	if _, err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	l, err = svc.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	t.Logf("cold start from the prepared standby: acquire waited %s", l.Waited)
+	if l.Wake != scaler.WakeStart || l.Addr != info.Addr {
+		t.Fatalf("second request: wake=%s addr=%s, want a start of the standby at %s", l.Wake, l.Addr, info.Addr)
+	}
+	if code, body := get(t, l.Addr, "/"); code != 200 {
+		t.Fatalf("GET %s: %d %s", l.Addr, code, body)
+	}
+	var ready scaler.InstanceSnapshot
+	for _, i := range svc.Snapshot().Instances {
+		if i.State == "ready" {
+			ready = i
+		}
+	}
+	if ready.ID != standby.ID {
+		t.Fatalf("ready instance %s, want the standby %s started", ready.ID, standby.ID)
+	}
+	if ready.Net.Network != s.NetworkName("prep") {
+		t.Errorf("instance network %+v, want %s", ready.Net, s.NetworkName("prep"))
+	}
+	checkHostShaped(t, "the instance", ready.Net, mbit)
+	fenced(t, "the instance to 169.254.169.254:80", dialFrom(t, l.Addr, "169.254.169.254:80"))
+}
+
+// A prepared standby's start is not followed by an Inspect: an app that
+// exits at once must still fail the start at once, with its exit code
+// and its last words, not at start_timeout. The env value resolved at
+// create (ExpandEnv) makes the standby's app, unlike the first one, exit.
+func TestPreparedStandbyExitsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	var creates atomic.Int32
+	s := e.scaler(scaler.Options{Expand: func(string) (string, error) {
+		if creates.Add(1) == 1 {
+			return "", nil
+		}
+		return "cannot open the config file", nil
+	}})
+	defer closeScaler(t, s)
+	cfg := e.config("prepfail")
+	cfg.IdleTimeout, cfg.StableWindow = 500*time.Millisecond, 500*time.Millisecond
+	cfg.Env = map[string]string{"HELLO_FAIL_START": "{env.PREPFAIL}"}
+	cfg.ExpandEnv = []string{"HELLO_FAIL_START"}
+	svc, err := s.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	eventually(t, 30*time.Second, "no initialized standby once back at zero", func() bool {
+		for _, i := range svc.Snapshot().Instances {
+			if info, err := e.rt.Inspect(context.Background(), i.ID); i.State == "standby" && i.ID != "" && err == nil && info.State == scaler.StateInitialized {
+				return svc.Snapshot().Up() == 0
+			}
+		}
+		return false
+	})
+	began := time.Now()
+	_, err = svc.Acquire(context.Background())
+	took := time.Since(began)
+	var se *scaler.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("err %v, want a *StartError", err)
+	}
+	if !strings.Contains(strings.Join(se.Logs, "\n"), "cannot open the config file") || se.ExitCode != 1 {
+		t.Errorf("exit %d logs %q (%s); want exit 1 and the app's last words", se.ExitCode, se.Logs, se.Reason)
+	}
+	if took > cfg.StartTimeout/4 {
+		t.Errorf("the start failed after %s; it must fail when the app exits, not near start_timeout %s", took, cfg.StartTimeout)
+	}
+	t.Logf("failed start from a prepared standby: %s after %s", se.Reason, took.Round(time.Millisecond))
 }
 
 // TestRootlessNetworkSandbox attacks one rootless service from another the

@@ -172,6 +172,47 @@ func TestServiceObserverColdStart(t *testing.T) {
 	}
 }
 
+// An instance that exited is first met as a refused connection, and the
+// loop stops it (it is draining and empty) before Podman's died event
+// comes: it is still reported as a crash, once, with its exit code.
+func TestServiceObserverCrashMetAsRefusal(t *testing.T) {
+	sc, f, rec := newObservedScaler(t)
+	f.SetAutoReady(true)
+	f.SetLogs("panic: config file missing")
+	svc := apply(t, sc, svcConfig(nil))
+	waitFor(t, "standby created", standbyReady(svc))
+	l, err := svc.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	id := f.StartedIDs()[0]
+	deliver := f.ExitLate(id, 2)
+	attempts := 0
+	err = svc.Try(context.Background(), func(addr string) error {
+		if attempts++; attempts == 1 {
+			return fmt.Errorf("dial tcp %s: %w", addr, scaler.ErrRefused)
+		}
+		return nil
+	})
+	if err != nil || attempts != 2 {
+		t.Fatalf("Try: %v after %d attempts, want success on the second", err, attempts)
+	}
+	waitFor(t, "removal reported", rec.has("removed hello "+id))
+	deliver() // the late event finds the instance gone: nothing more
+	time.Sleep(50 * time.Millisecond)
+	if n := rec.count("crashed hello " + id); n != 1 {
+		t.Fatalf("InstanceCrashed %d times, want once; calls %q", n, rec.all())
+	}
+	c := first(t, rec, "crash", &rec.crashes)
+	if c.ExitCode != 2 || c.Was != "draining" || !slices.Equal(c.Logs, []string{"panic: config file missing"}) {
+		t.Errorf("crash = %+v, want exit code 2, was draining, with the logs", c)
+	}
+	if got := svc.Stats.Crashes.Load(); got != 1 {
+		t.Errorf("crashes counted: %d, want 1", got)
+	}
+}
+
 func TestServiceObserverCrash(t *testing.T) {
 	sc, f, rec := newObservedScaler(t)
 	f.SetAutoReady(true)

@@ -180,6 +180,10 @@ func (p *Podman) Create(ctx context.Context, cs ContainerSpec) (string, error) {
 	return resp.ID, nil
 }
 
+func (p *Podman) Init(ctx context.Context, id string) error {
+	return containers.ContainerInit(p.ctx(ctx), id, nil)
+}
+
 func (p *Podman) Start(ctx context.Context, id string) error {
 	return containers.Start(p.ctx(ctx), id, nil)
 }
@@ -240,7 +244,7 @@ func (p *Podman) Inspect(ctx context.Context, id string) (ContainerInfo, error) 
 	if data.Config != nil {
 		ci.Labels = data.Config.Labels
 	}
-	if ci.State == StateRunning || ci.State == StatePaused {
+	if ci.State == StateRunning || ci.State == StatePaused || ci.State == StateInitialized {
 		ci.Addr = addrOf(data.NetworkSettings, ci.Labels)
 	}
 	return ci, nil

@@ -210,10 +210,12 @@ func (s *Service) refused(inst *instance) {
 	s.inflight--
 	if inst.state == stReady {
 		s.log.Warn("instance refused a connection; it takes no more requests", zap.String("service", s.name), zap.String("container", inst.name))
-		// Draining, not stopped: if it did exit, its died event still
-		// records the crash; if not, the loop stops it once it is empty.
+		// Draining, not stopped: if it did exit, its died event records
+		// the crash, or its stop does when it wins the race with that
+		// event (see runStop); if not, the loop stops it once it is empty.
 		inst.state = stDraining
 		inst.drainSince = time.Now()
+		inst.refused = true
 		if s.queue.Len() > 0 {
 			s.scaleUpLocked()
 		}

@@ -11,6 +11,10 @@ type Runtime interface {
 	// Host reports facts about the engine that decide how instances are run.
 	Host(ctx context.Context) (HostInfo, error)
 	Create(ctx context.Context, spec ContainerSpec) (id string, err error)
+	// Init takes a created container as far as it goes without running
+	// the app: namespaces, network and the OCI runtime's process, which
+	// waits to exec the app until Start. Its state is then initialized.
+	Init(ctx context.Context, id string) error
 	Start(ctx context.Context, id string) error
 	// Stop sends SIGTERM and kills after grace.
 	Stop(ctx context.Context, id string, grace time.Duration) error
@@ -87,11 +91,12 @@ type ContainerSpec struct {
 
 // Container states as the engine reports them.
 const (
-	StateCreated = "created"
-	StateRunning = "running"
-	StatePaused  = "paused"
-	StateExited  = "exited"
-	StateStopped = "stopped" // Podman's brief state between the process exiting and "exited"
+	StateCreated     = "created"
+	StateInitialized = "initialized" // created and Init'ed: see Runtime.Init
+	StateRunning     = "running"
+	StatePaused      = "paused"
+	StateExited      = "exited"
+	StateStopped     = "stopped" // Podman's brief state between the process exiting and "exited"
 )
 
 // hasExited: the container's process is gone.

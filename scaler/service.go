@@ -89,7 +89,11 @@ type instance struct {
 	died       chan struct{} // closed when the engine reports the container died
 	exitCode   int
 	noPause    bool // a pause failed: do not try again
+	refused    bool // it refused a connection: it may have exited on its own
 	net        InstanceNet
+	// prep is what Podman said of a standby initialized ahead, whose
+	// network is fenced and shaped at net's rate (see prepareStandby).
+	prep *ContainerInfo
 }
 
 // Name is the service's name.

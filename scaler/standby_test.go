@@ -96,3 +96,46 @@ func TestServiceAtRestDoesNotTick(t *testing.T) {
 	before = scaler.Ticks(svc)
 	waitFor(t, "the loop ticking while an instance is up", func() bool { return scaler.Ticks(svc) >= before+3 })
 }
+
+// A standby is initialized once created (Runtime.Init), and the cold start
+// starts it; with CreatedStandby
+// it is only created.
+func TestStandbyInitialized(t *testing.T) {
+	for _, created := range []bool{false, true} {
+		sc, f := newDefaultScaler(t, scaler.Options{CreatedStandby: created})
+		svc := apply(t, sc, svcConfig(func(c *scaler.ServiceConfig) { c.IdleTimeout = 200 * time.Millisecond }))
+		lease, err := svc.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lease.Release()
+		waitFor(t, "a standby after the first use", standbyReady(svc))
+		var standby string
+		for _, inst := range svc.Snapshot().Instances {
+			if inst.State == "standby" {
+				standby = inst.ID
+			}
+		}
+		info, err := f.Inspect(context.Background(), standby)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, inits := scaler.StateInitialized, 1
+		if created {
+			want, inits = scaler.StateCreated, 0
+		}
+		if info.State != want || f.Calls().Init != inits {
+			t.Fatalf("created=%t: standby %s is %s after %d inits, want %s after %d", created, standby, info.State, f.Calls().Init, want, inits)
+		}
+		waitFor(t, "back to zero", func() bool { return svc.Snapshot().Up() == 0 })
+		lease, err = svc.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lease.Release()
+		// (The next standby may be made meanwhile: its create and init.)
+		if started := f.StartedIDs(); started[len(started)-1] != standby {
+			t.Errorf("created=%t: cold start started %s, want the standby %s", created, started[len(started)-1], standby)
+		}
+	}
+}

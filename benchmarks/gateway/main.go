@@ -257,21 +257,21 @@ func (b *bench) containers(ctx context.Context, service string) ([]scaler.Contai
 	return out, nil
 }
 
-// atZero reports the id of the service's only container if it is a created
+// atZero reports the id of the service's only container if it is a created or initialized
 // (standby) one: the service runs no instance and its standby is ready.
 func (b *bench) atZero(ctx context.Context, service string) (string, error) {
 	list, err := b.containers(ctx, service)
 	if err != nil {
 		return "", err
 	}
-	if len(list) == 1 && list[0].State == scaler.StateCreated {
+	if len(list) == 1 && (list[0].State == scaler.StateCreated || list[0].State == scaler.StateInitialized) {
 		return list[0].ID, nil
 	}
 	return "", nil
 }
 
 // waitZero waits until `podman ps -a` shows the service with zero running
-// containers and exactly one created one.
+// containers and exactly one created or initialized one.
 func (b *bench) waitZero(ctx context.Context, service string, within time.Duration) (string, error) {
 	deadline := time.Now().Add(within)
 	for {

@@ -7,12 +7,14 @@
 //	           read-only root, its cpuset) but a whole core of CPU quota, no
 //	           memory limit and Podman's default network: timed Start +
 //	           Inspect + GET / every 1 ms until 200
-//	podcell    the service at zero with its standby created (it was used
-//	           before, in the unrecorded warm-up): timed one GET /
-//	           through Caddy until its 200, with the startup CPU boost (the
-//	           default)
+//	podcell    the service at zero with its standby prepared (it was used
+//	           before, in the unrecorded warm-up; the default `standby
+//	           initialized`): timed one GET / through Caddy until its 200,
+//	           with the startup CPU boost (the default)
 //	no boost   the same with startup_cpu off: what the tier's CPU cap costs
 //	           a start
+//	created    the same with the boost but `standby created` (a second
+//	           Caddy): what initializing the standby ahead saves
 //
 // Samples are interleaved: each round takes one of each figure for every
 // app and tier, the order rotating, after the same settle pause. After its
@@ -37,6 +39,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -81,23 +84,26 @@ func apps() []app {
 
 var tiers = []int{256, scaler.MBPerCore}
 
-// service is one podcell site: an app at a tier, with or without the boost.
+// service is one podcell site: an app at a tier, in one of the variants.
 type service struct {
-	app   app
-	tier  int
-	boost bool
-	name  string
-	site  string // host:port
+	app     app
+	tier    int
+	variant string // "podcell" (the defaults), "noboost" or "created"
+	name    string
+	site    string // host:port
+	admin   string // its Caddy's admin address
 }
 
 type bench struct {
 	raw      *scaler.Podman
 	sc       *scaler.Scaler // builds bare specs; runs nothing
-	caddy    *harness.Caddy
-	admin    string
+	caddies  []*harness.Caddy
 	services []*service
 	samples  map[string][]float64 // "<app>-<tier>/<figure>" → ms
 }
+
+// variants of each app and tier; "created" runs in a Caddy of its own.
+var variants = []string{"podcell", "noboost", "created"}
 
 func main() {
 	flag.Parse()
@@ -141,39 +147,45 @@ func run(ctx context.Context) error {
 		}
 	}
 	b := &bench{raw: raw, sc: sc, samples: map[string][]float64{}}
-	n := 0
 	for _, a := range apps() {
 		for _, t := range tiers {
-			for _, boost := range []bool{true, false} {
-				s := &service{app: a, tier: t, boost: boost, name: fmt.Sprintf("%s-%d", a.name, t)}
-				if !boost {
-					s.name += "-noboost"
+			for _, v := range variants {
+				s := &service{app: a, tier: t, variant: v, name: fmt.Sprintf("%s-%d", a.name, t)}
+				if v != "podcell" {
+					s.name += "-" + v
 				}
 				b.services = append(b.services, s)
-				n++
 			}
 		}
 	}
-	ports, err := harness.FreePorts(n + 1)
+	ports, err := harness.FreePorts(len(b.services) + 2)
 	if err != nil {
 		return err
 	}
-	b.admin = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	admins := map[bool]string{false: fmt.Sprintf("127.0.0.1:%d", ports[0]), true: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	for i, s := range b.services {
-		s.site = fmt.Sprintf("127.0.0.1:%d", ports[i+1])
+		s.site = fmt.Sprintf("127.0.0.1:%d", ports[i+2])
+		s.admin = admins[s.variant == "created"]
 	}
-	b.caddy, err = harness.StartCaddy(bin, dir, b.admin, b.caddyfile())
-	if err != nil {
-		return err
+	for _, created := range []bool{false, true} {
+		cdir := filepath.Join(dir, fmt.Sprintf("caddy-%t", created))
+		if err := os.MkdirAll(cdir, 0o700); err != nil {
+			return err
+		}
+		c, err := harness.StartCaddy(bin, cdir, admins[created], b.caddyfile(admins[created], created))
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		b.caddies = append(b.caddies, c)
 	}
-	defer b.caddy.Stop()
 
 	// Warm-up: one of each, unrecorded (page cache, image layers).
 	for _, s := range b.services {
 		if err := b.podcellCold(ctx, s, false); err != nil {
 			return fmt.Errorf("warm-up %s: %w", s.name, err)
 		}
-		if s.boost {
+		if s.variant == "podcell" {
 			if err := b.bareStart(ctx, s, false); err != nil {
 				return fmt.Errorf("warm-up bare %s: %w", s.name, err)
 			}
@@ -186,7 +198,7 @@ func run(ctx context.Context) error {
 	for i := 0; i < *flagN; i++ {
 		for k, s := range rotate(b.services, i) {
 			steps := []func() error{func() error { return b.podcellCold(ctx, s, true) }}
-			if s.boost {
+			if s.variant == "podcell" {
 				steps = append(steps, func() error { return b.bareStart(ctx, s, true) })
 			}
 			if (i+k)%2 == 1 {
@@ -216,10 +228,19 @@ func rotate(s []*service, i int) []*service {
 	return append(append([]*service{}, s[i:]...), s[:i]...)
 }
 
-func (b *bench) caddyfile() string {
+// caddyfile is the config of the Caddy at admin: the services of the
+// created variant, or all the others.
+func (b *bench) caddyfile(admin string, created bool) string {
 	var c strings.Builder
-	fmt.Fprintf(&c, "{\n\tadmin %s\n\tauto_https off\n\tpodcell {\n\t\towner %s\n\t}\n}\n", b.admin, *flagOwner)
+	owner, standby := *flagOwner, "initialized"
+	if created {
+		owner, standby = *flagOwner+"-created", "created"
+	}
+	fmt.Fprintf(&c, "{\n\tadmin %s\n\tauto_https off\n\tpodcell {\n\t\towner %s\n\t\tstandby %s\n\t}\n}\n", admin, owner, standby)
 	for _, s := range b.services {
+		if (s.variant == "created") != created {
+			continue
+		}
 		fmt.Fprintf(&c, "\nhttp://%s {\n\tpodcell %s {\n\t\timage %s\n", s.site, s.name, s.app.image)
 		if len(s.app.command) > 0 {
 			q := make([]string, len(s.app.command))
@@ -229,7 +250,7 @@ func (b *bench) caddyfile() string {
 			fmt.Fprintf(&c, "\t\tcommand %s\n", strings.Join(q, " "))
 		}
 		fmt.Fprintf(&c, "\t\tmemory %dMB\n\t\tmax_instances 1\n\t\tpause_after off\n\t\tidle_timeout %s\n", s.tier, idleTimeout)
-		if !s.boost {
+		if s.variant == "noboost" {
 			c.WriteString("\t\tstartup_cpu off\n")
 		}
 		c.WriteString("\t}\n}\n")
@@ -246,15 +267,15 @@ type status struct {
 	} `json:"instances"`
 }
 
-// waitZero waits until the service has no instance up and a created
-// standby, then the settle pause. A service never used has no standby
+// waitZero waits until the service has no instance up and a standby
+// (prepared as its variant says), then the settle pause. A service never used has no standby
 // (the scaler keeps one only for services in use): with standby false,
 // no instance at all will do.
 func (b *bench) waitZero(ctx context.Context, s *service, standby bool) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var st status
-		resp, err := http.Get("http://" + b.admin + "/podcell/services/" + s.name)
+		resp, err := http.Get("http://" + s.admin + "/podcell/services/" + s.name)
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
@@ -266,7 +287,7 @@ func (b *bench) waitZero(ctx context.Context, s *service, standby bool) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not come back to zero with a standby: %+v %v\n%s", s.name, st, err, b.caddy.Tail(20))
+			return fmt.Errorf("%s did not come back to zero with a standby: %+v %v\n%s", s.name, st, err, b.caddies[0].Tail(20)+b.caddies[1].Tail(20))
 		}
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
@@ -294,10 +315,7 @@ func (b *bench) podcellCold(ctx context.Context, s *service, record bool) error 
 		return fmt.Errorf("GET through Caddy at zero: %d, cold-start header %q", resp.StatusCode, resp.Header.Get("Podcell-Cold-Start"))
 	}
 	if record {
-		fig := "podcell"
-		if !s.boost {
-			fig = "noboost"
-		}
+		fig := s.variant
 		b.add(s, fig, took)
 	}
 	return nil
@@ -354,7 +372,7 @@ func (b *bench) bareStart(ctx context.Context, s *service, record bool) error {
 // quotaAfterReady reads the CPU quota inside a ready 256 MB hello instance.
 func (b *bench) quotaAfterReady(ctx context.Context) (string, error) {
 	for _, s := range b.services {
-		if s.app.name == "hello" && s.tier == 256 && s.boost {
+		if s.app.name == "hello" && s.tier == 256 && s.variant == "podcell" {
 			if err := b.waitZero(ctx, s, true); err != nil {
 				return "", err
 			}
@@ -392,18 +410,18 @@ func (b *bench) report(h scaler.HostInfo, quota string) string {
 	fmt.Fprintf(&r, "# Cold start of real runtimes through podcell\n\n")
 	fmt.Fprintf(&r, "%s; Podman %s (%s, cgroup %s, %d CPUs); %d samples of each figure, interleaved; settle %s; load after: %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), h.Version, mach.RootMode(h), h.CgroupVersion, h.CPUs, *flagN, *flagSettle, mach.Loadavg())
-	r.WriteString("Medians in ms. bare: Podman API start of the same image and command at 1 core, no other limit (Start → first 200). podcell: first request at zero through Caddy → its 200, startup boost on (default). no boost: `startup_cpu off`.\n\n")
-	r.WriteString("| app | tier | bare | podcell | podcell / bare | no boost | no boost / bare | target |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	r.WriteString("Medians in ms. bare: Podman API start of the same image and command at 1 core, no other limit (Start → first 200). podcell: first request at zero through Caddy → its 200, with the defaults: startup boost on, standby initialized. no boost: `startup_cpu off`. created standby: `standby created` (a second Caddy).\n\n")
+	r.WriteString("| app | tier | bare | podcell | podcell / bare | no boost | no boost / bare | created standby | created / bare | target |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, a := range apps() {
 		for _, t := range tiers {
 			k := fmt.Sprintf("%s-%d/", a.name, t)
-			bare, pc, nb := median(b.samples[k+"bare"]), median(b.samples[k+"podcell"]), median(b.samples[k+"noboost"])
+			bare, pc, nb, cr := median(b.samples[k+"bare"]), median(b.samples[k+"podcell"]), median(b.samples[k+"noboost"]), median(b.samples[k+"created"])
 			ok := pc/bare <= ratioTarget
 			target := fmt.Sprintf("≤ %.1f× bare: %s", ratioTarget, yes(ok))
 			if a.name == "python" {
 				target += fmt.Sprintf("; ≤ %.0f ms: %s", pythonMaxMS, yes(pc <= pythonMaxMS))
 			}
-			fmt.Fprintf(&r, "| %s | %d MB | %.0f | %.0f | %.2f | %.0f | %.2f | %s |\n", a.name, t, bare, pc, pc/bare, nb, nb/bare, target)
+			fmt.Fprintf(&r, "| %s | %d MB | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f | %.2f | %s |\n", a.name, t, bare, pc, pc/bare, nb, nb/bare, cr, cr/bare, target)
 		}
 	}
 	fmt.Fprintf(&r, "\nCPU quota/period inside a ready 256 MB hello instance (GET /limits): `%s` (the tier's is `%d %d`).\n",

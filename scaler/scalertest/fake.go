@@ -57,7 +57,7 @@ type Fake struct {
 
 // Calls counts the Runtime calls a Fake received.
 type Calls struct {
-	Create, Start, Pause, Unpause, Stop, Remove int
+	Create, Init, Start, Pause, Unpause, Stop, Remove int
 }
 
 type fakeContainer struct {
@@ -203,6 +203,22 @@ func (f *Fake) Create(ctx context.Context, spec scaler.ContainerSpec) (string, e
 	return id, nil
 }
 
+// Init makes a created container initialized, as Podman's init does.
+func (f *Fake) Init(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	f.calls.Init++
+	if c.state != scaler.StateCreated {
+		return fmt.Errorf("fake: init %s: container is %s", id, c.state)
+	}
+	c.state = scaler.StateInitialized
+	return nil
+}
+
 func (f *Fake) Start(ctx context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -296,7 +312,7 @@ func (f *Fake) Inspect(ctx context.Context, id string) (scaler.ContainerInfo, er
 
 func (c *fakeContainer) infoLocked() scaler.ContainerInfo {
 	info := scaler.ContainerInfo{ID: c.id, Name: c.spec.Name, State: c.state, Labels: maps.Clone(c.spec.Labels), ExitCode: c.exitCode}
-	if c.state == scaler.StateRunning || c.state == scaler.StatePaused {
+	if c.state == scaler.StateRunning || c.state == scaler.StatePaused || c.state == scaler.StateInitialized {
 		info.Addr = c.addr
 		info.Pid = c.pid()
 	}
@@ -434,11 +450,36 @@ func (f *Fake) Exit(id string, code int) {
 }
 
 func (f *Fake) exitLocked(c *fakeContainer, code int) {
+	f.exitQuietlyLocked(c, code)
+	f.emitLocked(scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()})
+}
+
+func (f *Fake) exitQuietlyLocked(c *fakeContainer, code int) {
 	c.closeListener()
 	c.state = scaler.StateExited
 	c.exitCode = code
 	f.notifyLocked()
-	f.emitLocked(scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()})
+}
+
+// ExitLate makes a running container die with code as Exit does, except
+// that its "died" event waits until the test calls deliver: Podman's event
+// comes late, and the scaler meets the exit first as a refused connection
+// or in Inspect.
+func (f *Fake) ExitLate(id string, code int) (deliver func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(id)
+	if err != nil {
+		f.t.Errorf("fake: exit: %v", err)
+		return func() {}
+	}
+	f.exitQuietlyLocked(c, code)
+	ev := scaler.Event{ID: c.id, Action: "died", Labels: maps.Clone(c.spec.Labels), ExitCode: code, Time: time.Now()}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.emitLocked(ev)
+	}
 }
 
 // Write makes container id print text on stream ("stdout" or "stderr"),
