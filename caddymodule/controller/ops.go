@@ -112,6 +112,7 @@ func (c *Controller) Put(name string, spec ServiceSpec) (st ServiceStatus, creat
 	}); err != nil {
 		return st, false, storeError(err)
 	}
+	c.reread[name] = true // until replaceLocked declares what is stored
 	for _, cj := range jobs {
 		cj.Name = cj.Job(name).Name
 		if err := c.st.PutCronJob(name, cj.Name, cj); err != nil {
@@ -134,6 +135,11 @@ func (c *Controller) replaceLocked(name string, spec ServiceSpec, old *service, 
 	s := c.newService(name, spec, true, nil, webhookKey(spec), old)
 	c.services[name] = s
 	err := c.reconcileLocked(s, reason)
+	if err == nil {
+		delete(c.reread, name)
+	} else {
+		c.reread[name] = true // stored, not declared: a reload reads it again
+	}
 	switch {
 	case err != nil && old != nil:
 		if s.dep != nil && old.dep == nil && old.spec.Git != nil {
@@ -581,6 +587,9 @@ func (c *Controller) Services() []ServiceStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []ServiceStatus{}
+	if c.sc == nil {
+		return out // before the first Start
+	}
 	svcs := c.sc.Services()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name() < svcs[j].Name() })
 	for _, svc := range svcs {
