@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -137,4 +139,57 @@ func testCertPEM(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestBuildErrorWithoutCA: a failed step's reason names the user's command
+// as it would without build_ca, not the CA plumbing around it (found by the
+// apps suite: a failed `npm run build` read as 40 lines of it).
+func TestBuildErrorWithoutCA(t *testing.T) {
+	rt, _ := LookupRuntime("node20-debian")
+	dir := appDir(t, map[string]string{"package.json": `{"scripts":{"start":"x","build":"node build.js"}}`})
+	reason := func(ca bool) string {
+		p, err := generate(dir, rt, "x", false, Spec{Port: 8080}, buildSettings{user: defaultRuntimeUser, ca: ca})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, run := 0, ""
+		for i, l := range instr(p) {
+			if strings.HasPrefix(l, "RUN") && strings.Contains(l, "npm run build") {
+				n, run = i+1, l
+			}
+		}
+		// As podman says it: the instruction, then its shell words unquoted.
+		words := strings.TrimPrefix(run, "RUN ")
+		mount := ""
+		if ca {
+			mount, words, _ = strings.Cut(words, " ")
+			mount += " "
+		}
+		var args []string
+		if err := json.Unmarshal([]byte(words), &args); err != nil {
+			t.Fatalf("%s: %v", run, err)
+		}
+		step := fmt.Sprintf("STEP %d/%d: %s", n, len(p.purposes), run)
+		be := &BuildError{
+			Step: step, Purpose: PurposeBuild,
+			Err: fmt.Errorf("building at STEP \"RUN %s%s\": while running runtime: exit status 1", mount, strings.Join(args, " ")),
+			// The log has podman's error over several lines, as it quotes
+			// the step's script.
+			Last: append([]string{step, "", "> node build.js", "build.js: error TS2322"},
+				strings.Split("Error: building at STEP \"RUN "+mount+strings.Join(args, " ")+"\": exit status 1", "\n")...),
+		}
+		return be.Error()
+	}
+	with, without := reason(true), reason(false)
+	if with != without {
+		t.Errorf("with build_ca the reason reads:\n%s\nwant it as without:\n%s", with, without)
+	}
+	for _, noise := range []string{"NODE_EXTRA_CA_CERTS", caSecretID, caMountPath, "podcell_ca"} {
+		if strings.Contains(with, noise) {
+			t.Errorf("the reason has %q:\n%s", noise, with)
+		}
+	}
+	if !strings.Contains(with, `RUN ["/bin/sh","-ec","npm run build"] (build command)`) || !strings.Contains(with, "build.js: error TS2322") {
+		t.Errorf("the reason lacks the step or the script's error:\n%s", with)
+	}
 }

@@ -164,6 +164,16 @@ func (o Options) detectRuntime(r *repoDir, pkg *packageJSON, pins []pin) (Runtim
 		}
 	}
 	if !node && !python {
+		switch lang, prog := procfileLanguage(r); lang {
+		case "node":
+			node = true
+			why = append(why, "the Procfile's web command ("+prog+")")
+		case "python":
+			python = true
+			why = append(why, "the Procfile's web command ("+prog+")")
+		}
+	}
+	if !node && !python {
 		switch {
 		case r.have("server.js"):
 			node = true
@@ -181,7 +191,7 @@ func (o Options) detectRuntime(r *repoDir, pkg *packageJSON, pins []pin) (Runtim
 		where = "root_dir " + r.root
 	}
 	if !node && !python {
-		return Runtime{}, nil, &InputError{Field: "runtime", Reason: fmt.Sprintf("could not be detected: %s has no package.json, requirements.txt, pyproject.toml, Pipfile, server.js, main.py or app.py; set runtime to one of %s, or root_dir to the app's directory", where, strings.Join(o.runtimeNames(), ", "))}
+		return Runtime{}, nil, &InputError{Field: "runtime", Reason: fmt.Sprintf("could not be detected: %s has no package.json, requirements.txt, pyproject.toml, Pipfile, server.js, main.py or app.py, and no Procfile web command running node or python; set runtime to one of %s, or root_dir to the app's directory", where, strings.Join(o.runtimeNames(), ", "))}
 	}
 	need := "node"
 	switch {
@@ -225,6 +235,34 @@ func (o Options) detectRuntime(r *repoDir, pkg *packageJSON, pins []pin) (Runtim
 		have = append(have, fmt.Sprintf("%s (%s)", name, rt.versions()))
 	}
 	return Runtime{}, nil, &InputError{Field: "runtime", Reason: fmt.Sprintf("could not be detected: %s asks for a version none of the runtimes has: %s; change the pin, or set runtime to use one anyway", strings.Join(asks, " and "), strings.Join(have, ", "))}
+}
+
+// procfileLanguage is the language the Procfile's web command runs, told by
+// its program (after any NAME=value assignments and exec), and that
+// program: a standard-library Python app with `web: python server.py` and
+// no manifest names its language there only. "" when there is no such
+// line or the program is neither's.
+func procfileLanguage(r *repoDir) (lang, prog string) {
+	if !r.have("Procfile") {
+		return "", ""
+	}
+	for _, f := range strings.Fields(procfileWeb(r.read("Procfile"))) {
+		if f == "exec" || strings.Contains(f, "=") {
+			continue
+		}
+		prog = f[strings.LastIndex(f, "/")+1:]
+		switch prog {
+		case "node", "npm", "npx", "yarn", "pnpm":
+			return "node", prog
+		case "python", "python3", "gunicorn", "uvicorn", "hypercorn", "daphne", "waitress-serve", "flask", "fastapi":
+			return "python", prog
+		}
+		if strings.HasPrefix(prog, "python3.") {
+			return "python", prog
+		}
+		return "", ""
+	}
+	return "", ""
 }
 
 // checkPins tells, as warnings for the log, which pins the runtime a spec

@@ -32,6 +32,18 @@ func TestDetectRuntime(t *testing.T) {
 		{name: "both languages", files: map[string]string{"package.json": "{}", "requirements.txt": ""}, want: "python3.11-node"},
 		{name: "main.py alone", files: map[string]string{"main.py": ""}, want: "python3.11-debian"},
 		{name: "server.js alone", files: map[string]string{"server.js": ""}, want: "node20-debian"},
+		// A standard-library app whose only hint is its Procfile (found by
+		// the apps suite: these failed with "could not be detected").
+		{name: "Procfile python", files: map[string]string{"Procfile": "web: python server.py\n", "server.py": ""}, want: "python3.11-debian"},
+		{name: "Procfile env and path", files: map[string]string{"Procfile": "release: node migrate.js\nweb: PYTHONOPTIMIZE=1 exec /usr/bin/python3.11 -m http.server $PORT\n"}, want: "python3.11-debian"},
+		{name: "Procfile gunicorn", files: map[string]string{"Procfile": "web: gunicorn app:app\n"}, want: "python3.11-debian"},
+		{name: "Procfile node", files: map[string]string{"Procfile": "web: node dist/index.js\n", "dist/index.js": ""}, want: "node20-debian"},
+		{name: "Procfile npm beside app.py", files: map[string]string{"Procfile": "web: npm start\n", "app.py": ""}, want: "node20-debian"},
+		{name: "manifest over Procfile", files: map[string]string{"Procfile": "web: node x.js\n", "requirements.txt": ""}, want: "python3.11-debian"},
+		{
+			name: "Procfile of another program", files: map[string]string{"Procfile": "web: ./bin/server\n"},
+			err: []string{"could not be detected", "no Procfile web command running node or python"},
+		},
 		{name: "engines fits", files: map[string]string{"package.json": `{"engines":{"node":">=18"}}`}, want: "node20-debian"},
 		{name: "engines 18 picks the runtime with Node.js 18", files: map[string]string{"package.json": `{"engines":{"node":"18.x"}}`}, want: "python3.11-node"},
 		{name: "nvmrc lts/iron", files: map[string]string{"package.json": `{}`, ".nvmrc": "lts/iron\n"}, want: "node20-debian"},

@@ -57,13 +57,31 @@ func (e *BuildError) Error() string {
 	}
 	if len(e.Last) > 0 {
 		b.WriteString("\nlast log lines:\n")
-		for _, l := range e.Last {
+		// Cleaned before the indent: podman's error quotes the step over
+		// several log lines.
+		for _, l := range strings.Split(withoutCA(strings.Join(e.Last, "\n")), "\n") {
 			b.WriteString("  ")
 			b.WriteString(l)
 			b.WriteByte('\n')
 		}
 	}
-	return strings.TrimRight(b.String(), "\n")
+	return withoutCA(strings.TrimRight(b.String(), "\n"))
 }
 
 func (e *BuildError) Unwrap() error { return e.Err }
+
+// caNoise is what build_ca adds to each install and build step, as the
+// step's instruction and podman's error quote it: the secret mount and the
+// six lines of caPrelude, raw and JSON-escaped (in the exec form).
+var caNoise = func() *strings.Replacer {
+	escaped := strings.TrimSuffix(strings.TrimPrefix(jsonArray(caPrelude), `["`), `"]`)
+	mount := "--mount=type=secret,id=" + caSecretID + ",target=" + caMountPath + " "
+	return strings.NewReplacer(mount, "", caPrelude, "", escaped, "")
+}()
+
+// withoutCA drops build_ca's additions from a failed build's reason, which
+// the admin API, the CLI and a 503 show: with them the failing step reads
+// as a wall of certificate plumbing, quoted three times, around the one
+// command the user wrote (npm run build). The build log keeps them, in the
+// Containerfile it shows.
+func withoutCA(s string) string { return caNoise.Replace(s) }

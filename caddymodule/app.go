@@ -128,7 +128,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // controllers keeps one controller per data dir across reloads: Caddy
 // provisions the new config before it cleans up the old one, and the
 // store in the data dir can be opened once. It is the only state podcell
-// keeps outside a config.
+// keeps outside a config. A controller opens its store at its first Start,
+// not here: `caddy validate` provisions a config and cleans it up without
+// starting it, while a server may hold the store of the same data dir.
 var controllers = caddy.NewUsagePool()
 
 // pooledController is a controller with what the admin API reads of the
@@ -197,8 +199,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("podcell: data_dir %s: %w (choose a writable directory with data_dir)", a.DataDir, err)
 	}
 	val, _, err := controllers.LoadOrNew(a.DataDir, func() (caddy.Destructor, error) {
-		// The store's key first: a wrong one must stop the config before
-		// it touches any container.
+		// The store's key first: a key that is missing or malformed stops
+		// the config here (caddy validate says so); one the store was not
+		// made with stops the first Start, before it touches any container.
 		key, err := store.LoadKey(store.KeySource{File: a.EncryptionKeyFile, Env: a.EncryptionKeyEnv}, a.DataDir, filepath.Join(a.DataDir, "store"))
 		if err != nil {
 			return nil, err

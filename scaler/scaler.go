@@ -172,7 +172,8 @@ func (s *Scaler) Runtime() Runtime { return s.rt }
 
 // Apply adds the service or updates it to cfg. A changed image, command, env
 // or limits rolls its instances over to a new revision without dropping
-// requests; scaling settings apply at once.
+// requests; scaling settings apply at once; the config it runs already
+// changes nothing (a config reload applies every service it declares).
 func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {

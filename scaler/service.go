@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,10 @@ func (s *Service) find(id string) *instance {
 // instances over; scaling knobs apply at once.
 func (s *Service) update(cfg ServiceConfig, lim Limits) {
 	s.mu.Lock()
+	if lim == s.limits && reflect.DeepEqual(cfg, s.cfg) {
+		s.mu.Unlock()
+		return
+	}
 	s.cfg = cfg
 	s.limits = lim
 	if rev := cfg.Revision(); rev != s.rev {

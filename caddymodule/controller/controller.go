@@ -66,6 +66,8 @@ type Builder interface {
 // across config reloads (the Caddy app keeps it in a usage pool).
 type Controller struct {
 	log  *zap.Logger
+	opts Options
+	// st, sc and cron are opened by the first Start (openLocked), under mu.
 	st   *store.Store
 	sc   *scaler.Scaler
 	hub  *observe.Hub
@@ -84,6 +86,11 @@ type Controller struct {
 	// routes are the declared services' gateways, for host mode and cron.
 	routes  atomic.Pointer[map[string]*Gateway]
 	started bool
+	// applies counts the configs handed to the scaler (applyLocked).
+	applies int
+	// reread names the services whose stored record a reload reads again
+	// (loadAPIServices).
+	reread map[string]bool
 
 	// buildsRunning counts the builds of every service.
 	buildsRunning atomic.Int32
@@ -102,48 +109,74 @@ func (c *Controller) spawn(f func()) {
 	}()
 }
 
-// New opens the store of opts.DataDir, starts the scaler on opts.Runtime,
-// and the hub and cron scheduler. No service runs until Start.
+// New makes the controller of opts.DataDir. It opens nothing that another
+// process may hold: the store (Badger locks its directory for one process),
+// the scaler with its watch of Podman's events, and the cron scheduler open
+// at the first Start. Caddy provisions a config and cleans it up without
+// starting it to validate it, and `caddy validate` must work while a
+// server runs on the same data dir.
 func New(opts Options) (*Controller, error) {
+	if opts.Runtime == nil {
+		return nil, errors.New("a controller needs a container runtime")
+	}
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	c := &Controller{log: log, rt: opts.Runtime, services: map[string]*service{}, gateways: map[string]*Gateway{},
-		closing: make(chan struct{})}
+	c := &Controller{log: log, rt: opts.Runtime, opts: opts, services: map[string]*service{}, gateways: map[string]*Gateway{},
+		reread: map[string]bool{}, closing: make(chan struct{})}
 	c.routes.Store(&map[string]*Gateway{})
-	var err error
-	// The store first: a wrong key must stop the config before it touches
-	// any container.
-	if c.st, err = store.Open(filepath.Join(opts.DataDir, "store"), opts.Key, log.Named("store")); err != nil {
-		return nil, err
-	}
-	if err := migrate(c.st, log); err != nil {
-		c.st.Close()
-		return nil, err
-	}
 	c.hub = observe.NewHub(opts.Runtime)
 	c.hub.Declared(func(name string) bool { return c.Route(name) != nil })
-	so := opts.Scaler
-	so.Observer = c.hub
-	if so.Logger == nil {
-		so.Logger = log
-	}
-	if c.sc, err = scaler.New(context.Background(), opts.Runtime, so); err != nil {
-		c.hub.Close()
-		c.st.Close()
-		return nil, err
-	}
-	c.hub.Watch(c.sc)
-	if c.cron, err = c.newScheduler(); err != nil {
-		c.Close(context.Background())
-		return nil, err
-	}
 	return c, nil
 }
 
+// openLocked opens the store of the data dir, then starts the scaler and
+// the cron scheduler, once: the first Start does, and a Start after a
+// failed one tries again. A wrong key, a store another process holds or
+// a newer record format stop it before it touches any container.
+func (c *Controller) openLocked() error {
+	if c.st != nil {
+		return nil
+	}
+	select {
+	case <-c.closing:
+		return errors.New("the controller is closed")
+	default:
+	}
+	dir := filepath.Join(c.opts.DataDir, "store")
+	st, err := store.Open(dir, c.opts.Key, c.log.Named("store"))
+	if err != nil {
+		return err
+	}
+	if err := migrate(st, c.log); err != nil {
+		st.Close()
+		return err
+	}
+	so := c.opts.Scaler
+	so.Observer = c.hub
+	if so.Logger == nil {
+		so.Logger = c.log
+	}
+	sc, err := scaler.New(context.Background(), c.opts.Runtime, so)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	c.st, c.sc = st, sc
+	if c.cron, err = c.newScheduler(); err != nil {
+		c.sc.Close(context.Background())
+		c.st.Close()
+		c.st, c.sc = nil, nil
+		return err
+	}
+	c.hub.Watch(c.sc)
+	return nil
+}
+
 // Close stops the scheduler, then the scaler (whose KeepOnClose says
-// whether instances stay), the deployers' builds, the hub and the store.
+// whether instances stay), the deployers' builds, the hub and the store:
+// those that the first Start opened.
 func (c *Controller) Close(ctx context.Context) error {
 	c.mu.Lock()
 	for _, s := range c.services {
@@ -152,10 +185,11 @@ func (c *Controller) Close(ctx context.Context) error {
 		}
 	}
 	close(c.closing)
+	st, sc, sched := c.st, c.sc, c.cron
 	c.mu.Unlock()
 	var err error
-	if c.cron != nil {
-		err = c.cron.Close()
+	if sched != nil {
+		err = sched.Close()
 	}
 	// Not under mu: a build's end takes it to deploy (and fails, canceled).
 	done := make(chan struct{})
@@ -165,18 +199,24 @@ func (c *Controller) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		c.log.Warn("closing with deployer work still running", zap.Error(ctx.Err()))
 	}
-	err = errors.Join(err, c.sc.Close(ctx))
+	if sc != nil {
+		err = errors.Join(err, sc.Close(ctx))
+	}
 	c.hub.Close()
-	return errors.Join(err, c.st.Close())
+	if st != nil {
+		err = errors.Join(err, st.Close())
+	}
+	return err
 }
 
-// Scaler is the scaler the controller runs services with.
+// Scaler is the scaler the controller runs services with; nil before
+// the first Start.
 func (c *Controller) Scaler() *scaler.Scaler { return c.sc }
 
 // Hub is the controller's observability hub: metrics, logs, events.
 func (c *Controller) Hub() *observe.Hub { return c.hub }
 
-// Store is the controller's store.
+// Store is the controller's store; nil before the first Start.
 func (c *Controller) Store() *store.Store { return c.st }
 
 // Runtime is the container runtime the scaler uses.
@@ -200,7 +240,8 @@ type Declared struct {
 	WebhookKey string
 }
 
-// Start makes the config's services (and, unless the config declares
+// Start (the first one opens the store, the scaler and the scheduler:
+// openLocked) makes the config's services (and, unless the config declares
 // them, the services the store holds) the desired state and reconciles
 // each: new and changed ones run (rolling over those whose revision
 // changed), those neither declares any more go. Then it removes
@@ -209,7 +250,11 @@ type Declared struct {
 func (c *Controller) Start(settings Settings, config []Declared) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked(); err != nil {
+		return err
+	}
 	c.settings = settings
+	applies := c.applies
 	next := map[string]*service{}
 	for _, d := range config {
 		s := c.services[d.Name]
@@ -226,11 +271,12 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 			c.retire(s, next[name] != nil)
 		}
 	}
+	prev := c.services
 	c.services = next
 	var errs []error
 	for _, name := range sortedNames(next) {
 		s := next[name]
-		if err := c.reconcileLocked(s, "config"); err != nil {
+		if err := c.reloadLocked(s, prev[name] == s); err != nil {
 			if s.api {
 				c.log.Error("cannot run a stored service", zap.String("service", name), zap.Error(err))
 				continue
@@ -239,6 +285,7 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 		}
 	}
 	c.publishLocked()
+	c.log.Info("services reconciled", zap.Int("services", len(next)), zap.Int("applied", c.applies-applies))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -255,35 +302,76 @@ func (c *Controller) Start(settings Settings, config []Declared) error {
 }
 
 // loadAPIServices adds to next the services the admin API stored, except
-// those the config declares itself.
+// those the config declares itself. The first Start reads them from the
+// store. A later one takes them from the services declared: every change
+// of an API service goes through the controller, which declares it as it
+// writes it, so reading and decoding every record again on each reload
+// would find the same (issue 13: a reload costs the same with 1 or 1,000
+// services). Only a name whose stored record the declared services may
+// not show is read again: one the config stops declaring (its API service
+// comes back into view) and one whose stored change could not run
+// (replaceLocked).
 func (c *Controller) loadAPIServices(next map[string]*service) error {
-	recs, err := c.st.Services()
-	if err != nil {
-		return fmt.Errorf("reading services from the store: %w", err)
-	}
-	for _, rec := range recs {
-		if len(rec.Spec) == 0 {
-			continue // env only, for a service the config declares
-		}
-		if next[rec.Name] != nil {
-			c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", rec.Name))
-			continue
-		}
-		spec, err := DecodeSpec(rec.Spec)
-		if err == nil {
-			err = spec.Validate(rec.Name)
-		}
+	if !c.started {
+		recs, err := c.st.Services()
 		if err != nil {
-			c.log.Error("cannot read a stored service; it is not served", zap.String("service", rec.Name), zap.Error(err))
-			continue
+			return fmt.Errorf("reading services from the store: %w", err)
 		}
-		s := c.services[rec.Name]
-		if s == nil || !s.api || !sameSpec(s.spec, spec) {
-			s = c.newService(rec.Name, spec, true, nil, webhookKey(spec), s)
+		for _, rec := range recs {
+			c.loadAPIService(next, rec)
 		}
-		next[rec.Name] = s
+		clear(c.reread)
+		return nil
 	}
+	for name, s := range c.services {
+		switch {
+		case s.api && next[name] != nil:
+			c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", name))
+		case s.api && !c.reread[name]:
+			next[name] = s
+		case next[name] == nil:
+			c.reread[name] = true
+		}
+	}
+	for _, name := range sortedNames(c.reread) {
+		rec, err := c.st.Service(name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("reading service %s from the store: %w", name, err)
+		default:
+			c.loadAPIService(next, rec)
+		}
+	}
+	clear(c.reread)
 	return nil
+}
+
+// loadAPIService adds to next the service of a stored record, unless it
+// has no spec (env only, for a service the config declares), the config
+// declares it, or it cannot be read (logged: one bad record does not stop
+// the others). An unchanged service stays the one declared.
+func (c *Controller) loadAPIService(next map[string]*service, rec store.Service) {
+	if len(rec.Spec) == 0 {
+		return
+	}
+	if next[rec.Name] != nil {
+		c.log.Warn("the config declares a service the admin API also stored; the config wins", zap.String("service", rec.Name))
+		return
+	}
+	spec, err := DecodeSpec(rec.Spec)
+	if err == nil {
+		err = spec.Validate(rec.Name)
+	}
+	if err != nil {
+		c.log.Error("cannot read a stored service; it is not served", zap.String("service", rec.Name), zap.Error(err))
+		return
+	}
+	s := c.services[rec.Name]
+	if s == nil || !s.api || !sameSpec(s.spec, spec) {
+		s = c.newService(rec.Name, spec, true, nil, webhookKey(spec), s)
+	}
+	next[rec.Name] = s
 }
 
 // webhookKey is the secret an API service's webhooks are verified with:

@@ -30,7 +30,7 @@ func newTest(t *testing.T, b Builder, config ...Declared) (*Controller, *scalert
 	return openTest(t, t.TempDir(), b, config...)
 }
 
-func openTest(t *testing.T, dir string, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
+func openTest(t testing.TB, dir string, b Builder, config ...Declared) (*Controller, *scalertest.Fake) {
 	t.Helper()
 	key, err := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
 	if err != nil {
@@ -493,8 +493,12 @@ func TestNewerRecordFormatRefused(t *testing.T) {
 	}
 	st.Put("service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}})
 	st.Close()
-	_, err = New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
-	if err == nil || !strings.Contains(err.Error(), "newer") {
+	c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.Start(Settings{}, nil); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("a newer record: %v", err)
 	}
 }

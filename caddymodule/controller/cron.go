@@ -52,16 +52,21 @@ type cronEntry struct {
 // and a stored job that is no longer valid is left out (and logged), so
 // that one bad record cannot stop every other job.
 func (c *Controller) cronJobsLocked(s *service) []cronEntry {
+	stored, err := store.CronJobs[CronJob](c.st, s.name)
+	if err != nil {
+		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.String("service", s.name), zap.Error(err))
+	}
+	return c.mergeCronJobs(s, stored)
+}
+
+// mergeCronJobs is cronJobsLocked with the service's stored jobs read.
+func (c *Controller) mergeCronJobs(s *service, stored []CronJob) []cronEntry {
 	var out []cronEntry
 	seen := map[string]bool{}
 	for _, cj := range s.spec.Cron {
 		j := cj.Job(s.name)
 		out = append(out, cronEntry{j, "config"})
 		seen[j.Name] = true
-	}
-	stored, err := store.CronJobs[CronJob](c.st, s.name)
-	if err != nil {
-		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.String("service", s.name), zap.Error(err))
 	}
 	for _, cj := range stored {
 		j := cj.Job(s.name)
@@ -83,14 +88,19 @@ func (c *Controller) cronJobsLocked(s *service) []cronEntry {
 // syncCronLocked gives the scheduler every job of the declared services.
 // Unchanged jobs keep their next fire time and their runs in progress,
 // so calling it again is harmless. Before the first Start it does
-// nothing: a config that fails to start leaves no job scheduled.
+// nothing: a config that fails to start leaves no job scheduled. The
+// stored jobs are read in one scan, not one per service.
 func (c *Controller) syncCronLocked() error {
 	if !c.started {
 		return nil
 	}
+	stored, err := store.AllCronJobs[CronJob](c.st)
+	if err != nil {
+		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.Error(err))
+	}
 	var jobs []cron.Job
 	for _, s := range c.services {
-		for _, e := range c.cronJobsLocked(s) {
+		for _, e := range c.mergeCronJobs(s, stored[s.name]) {
 			jobs = append(jobs, e.job)
 		}
 	}

@@ -115,6 +115,7 @@ func (c *Controller) Put(name string, spec ServiceSpec) (st ServiceStatus, creat
 	}); err != nil {
 		return st, false, storeError(err)
 	}
+	c.reread[name] = true // until replaceLocked declares what is stored
 	for _, cj := range jobs {
 		cj.Name = cj.Job(name).Name
 		if err := c.st.PutCronJob(name, cj.Name, cj); err != nil {
@@ -137,6 +138,11 @@ func (c *Controller) replaceLocked(name string, spec ServiceSpec, old *service, 
 	s := c.newService(name, spec, true, nil, webhookKey(spec), old)
 	c.services[name] = s
 	err := c.reconcileLocked(s, reason)
+	if err == nil {
+		delete(c.reread, name)
+	} else {
+		c.reread[name] = true // stored, not declared: a reload reads it again
+	}
 	switch {
 	case err != nil && old != nil:
 		if s.dep != nil && old.dep == nil && old.spec.Git != nil {
@@ -613,6 +619,10 @@ func (c *Controller) Status(name string) (ServiceStatus, error) {
 func (c *Controller) Services() []ServiceStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	out := []ServiceStatus{}
+	if c.sc == nil {
+		return out // before the first Start
+	}
 	names := map[string]bool{}
 	for name := range c.services {
 		names[name] = true
@@ -620,7 +630,6 @@ func (c *Controller) Services() []ServiceStatus {
 	for _, svc := range c.sc.Services() {
 		names[svc.Name()] = true
 	}
-	out := []ServiceStatus{}
 	for _, name := range sortedNames(names) {
 		out = append(out, c.statusLocked(name))
 	}

@@ -31,15 +31,24 @@ type service struct {
 	webhookKey string
 	dep        *deployer // git services
 	gw         *Gateway
+	// applied is the scaler config s last ran with (nil: none yet, or the
+	// last apply failed): an apply of the same config leaves the scaler
+	// and the revision history alone, and a reload that carries s over
+	// compares its image with it (reloadLocked).
+	applied *scaler.ServiceConfig
 }
 
 // newService declares a service, taking over prev's deployer (the same
-// name, declared before) so a build in progress carries on.
+// name, declared before) so a build in progress carries on, and what prev
+// runs, so that applying the same config again changes nothing.
 func (c *Controller) newService(name string, spec ServiceSpec, api bool, expand []string, key string, prev *service) *service {
 	if len(spec.Cron) == 0 {
 		spec.Cron = nil // "cron": [] declares what no cron line does
 	}
 	s := &service{name: name, spec: spec, api: api, expand: expand, webhookKey: key, gw: c.gatewayLocked(name)}
+	if prev != nil {
+		s.applied = prev.applied // what the scaler runs under the name
+	}
 	webhook := ""
 	if spec.Git != nil {
 		webhook = spec.Git.WebhookPath
@@ -88,23 +97,43 @@ func sameDeclared(s *service, d Declared) bool {
 // was built yet, and the build's end comes back through applyLocked.
 // reason goes into the revision history.
 func (c *Controller) reconcileLocked(s *service, reason string) error {
-	if s.dep == nil {
-		return c.applyLocked(s, s.spec.Image, reason, 0)
-	}
-	if c.settings.Builder == nil {
-		return errors.New("git services need a builder (the Podman runtime)")
-	}
-	plan := s.dep.setSource(s.spec.Git.BuildSpec(s.spec.Config(s.name).Port), time.Duration(s.spec.Git.PollInterval),
-		c.settings.Builder, c.settings.KeepImages)
-	if plan.image != "" {
+	return c.reconcile(s, reason, false)
+}
+
+// reloadLocked is reconcileLocked for a config's Start, which re-declares
+// every service, most of them unchanged. A service it carries over (the
+// same declaration) whose last apply succeeded runs its desired state
+// already unless its image changes (a git service's deployer may pick
+// another): the rest of that state is the store's env and cron secret,
+// which change only through the operations, and they apply each change
+// at once. So a reload of N unchanged services reads nothing from the
+// store and applies nothing, instead of N store reads, scaler applies and
+// revision writes (issue 13: reload time flat in the number of services).
+func (c *Controller) reloadLocked(s *service, carried bool) error {
+	return c.reconcile(s, "config", carried && s.applied != nil)
+}
+
+// reconcile is reconcileLocked; known says s's stored part is what its
+// last apply read.
+func (c *Controller) reconcile(s *service, reason string, known bool) error {
+	image, build, deploy := s.spec.Image, 0, false
+	if s.dep != nil {
+		if c.settings.Builder == nil {
+			return errors.New("git services need a builder (the Podman runtime)")
+		}
+		plan := s.dep.setSource(s.spec.Git.BuildSpec(s.spec.Config(s.name).Port), time.Duration(s.spec.Git.PollInterval),
+			c.settings.Builder, c.settings.KeepImages)
+		image, build, deploy = plan.image, plan.build, plan.deploy
 		if plan.restart {
 			reason = "restart"
 		}
-		if err := c.applyLocked(s, plan.image, reason, plan.build); err != nil {
+	}
+	if image != "" && !(known && s.applied.Image == image) {
+		if err := c.applyLocked(s, image, reason, build); err != nil {
 			return err
 		}
 	}
-	if plan.deploy {
+	if deploy {
 		trigger := "config"
 		if s.api {
 			trigger = "api" // declared through the admin API, not a config
@@ -133,18 +162,26 @@ func (c *Controller) configLocked(s *service, image string) (scaler.ServiceConfi
 }
 
 // applyLocked runs s with image, points its gateway at the scaler's
-// service and notes the revision.
+// service and notes the revision. An apply of the config s runs already
+// changes nothing.
 func (c *Controller) applyLocked(s *service, image, reason string, build int) error {
 	cfg, err := c.configLocked(s, image)
 	if err != nil {
+		s.applied = nil
 		return err
 	}
+	if s.applied != nil && reflect.DeepEqual(*s.applied, cfg) {
+		return nil
+	}
+	s.applied = nil
 	svc, err := c.sc.Apply(cfg)
+	c.applies++
 	if err != nil {
 		return err
 	}
 	s.gw.set(svc)
 	c.recordRevision(cfg, reason, build)
+	s.applied = &cfg
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,11 @@ func Open(dir string, key []byte, log *zap.Logger) (*Store, error) {
 	if err != nil {
 		if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
 			return nil, fmt.Errorf("store %s was created with another encryption key: give podcell the key it was created with (encryption_key_file or encryption_key_env); the data is untouched", dir)
+		}
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			// Badger's directory lock (one process at a time); its error
+			// wraps the flock errno as text only, so its words are the test.
+			return nil, fmt.Errorf("store %s is in use by another process (a podcell running on this data_dir): stop it, or give this one another data_dir: %w", dir, err)
 		}
 		return nil, fmt.Errorf("opening store %s: %w", dir, err)
 	}
@@ -158,10 +164,16 @@ func setJSON(txn *badger.Txn, key string, v any) error {
 // listJSON decodes every value under prefix, in key order; newItem returns
 // where to decode the next one.
 func listJSON(txn *badger.Txn, prefix string, newItem func() any) error {
+	return listKeyed(txn, prefix, func(string) any { return newItem() })
+}
+
+// listKeyed is listJSON for values whose key says more than their JSON:
+// newItem gets each key, without the prefix.
+func listKeyed(txn *badger.Txn, prefix string, newItem func(key string) any) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 16})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
-		v := newItem()
+		v := newItem(strings.TrimPrefix(string(it.Item().Key()), prefix))
 		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
 			return fmt.Errorf("store: decoding %s: %w", it.Item().Key(), err)
 		}

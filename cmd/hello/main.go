@@ -63,6 +63,8 @@ func main() {
 	host, _ := os.Hostname()
 
 	mux := http.NewServeMux()
+	srv := &http.Server{Addr: os.Getenv("HELLO_LISTEN_HOST") + ":" + port, Handler: mux}
+	stopped := make(chan struct{}) // closed once a SIGTERM's shutdown is done
 	var seq atomic.Int64
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		greeting := os.Getenv("GREETING")
@@ -195,8 +197,15 @@ func main() {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
 		fmt.Fprintf(w, "exiting %d\n", code)
 		w.(http.Flusher).Flush()
+		// As a process that exits between requests: it stops accepting
+		// (new connections are refused from then on), finishes the
+		// requests it has, this one included, and exits. An exit in the
+		// middle of a request is a failed request, which no gateway can
+		// answer for.
 		go func() {
-			time.Sleep(10 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
 			fmt.Fprintf(os.Stderr, "exit requested with code %d\n", code)
 			os.Exit(code)
 		}()
@@ -204,7 +213,6 @@ func main() {
 
 	// HELLO_LISTEN_HOST (e.g. 127.0.0.1) binds one address only, as apps
 	// with a loopback default do: the gateway cannot reach those.
-	srv := &http.Server{Addr: os.Getenv("HELLO_LISTEN_HOST") + ":" + port, Handler: mux}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -212,12 +220,16 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		close(stopped)
 	}()
 	fmt.Fprintf(os.Stderr, "hello listening on :%s\n", port)
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// ListenAndServe returns as Shutdown begins: wait for the requests
+	// it lets finish (or for /exit's own exit).
+	<-stopped
 }
 
 // record is one request /record saw.
