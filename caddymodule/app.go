@@ -139,6 +139,49 @@ type pooledController struct {
 	ctrl      *controller.Controller
 	dashboard atomic.Bool
 	started   atomic.Int64 // unix nanoseconds of the last Start; 0: none
+	made      processOptions
+}
+
+// processOptions are the global options the controller of a data dir is
+// made with: it lives across reloads, so a reload that changes them
+// changes nothing until Caddy restarts.
+type processOptions struct {
+	Podman, Owner, UserNS, Standby, KeyFile, KeyEnv string
+	AllowUnenforcedLimits, KeepOnStop               bool
+	BandwidthPerCoreMbit                            int
+	StartupCPU, StartupCPUBudget                    float64
+	StandbyIdle                                     caddy.Duration
+}
+
+func (a *App) processOptions() processOptions {
+	return processOptions{Podman: a.Podman, Owner: a.Owner, UserNS: a.UserNS, Standby: a.Standby,
+		KeyFile: a.EncryptionKeyFile, KeyEnv: a.EncryptionKeyEnv,
+		AllowUnenforcedLimits: a.AllowUnenforcedLimits, KeepOnStop: a.KeepOnStop,
+		BandwidthPerCoreMbit: a.BandwidthPerCoreMbit, StartupCPU: a.StartupCPU,
+		StartupCPUBudget: a.StartupCPUBudget, StandbyIdle: a.StandbyIdle}
+}
+
+// restartOnly names the options that differ between was and now, by
+// their Caddyfile names.
+func restartOnly(was, now processOptions) []string {
+	var names []string
+	add := func(changed bool, name string) {
+		if changed {
+			names = append(names, name)
+		}
+	}
+	add(was.Podman != now.Podman, "podman")
+	add(was.Owner != now.Owner, "owner")
+	add(was.UserNS != now.UserNS, "userns")
+	add(was.Standby != now.Standby, "standby")
+	add(was.StandbyIdle != now.StandbyIdle, "standby_idle")
+	add(was.KeyFile != now.KeyFile || was.KeyEnv != now.KeyEnv, "encryption_key_file/encryption_key_env")
+	add(was.AllowUnenforcedLimits != now.AllowUnenforcedLimits, "allow_unenforced_limits")
+	add(was.KeepOnStop != now.KeepOnStop, "keep_on_stop")
+	add(was.BandwidthPerCoreMbit != now.BandwidthPerCoreMbit, "bandwidth_per_core")
+	add(was.StartupCPU != now.StartupCPU, "startup_cpu")
+	add(was.StartupCPUBudget != now.StartupCPUBudget, "startup_cpu_budget")
+	return names
 }
 
 func (p *pooledController) Destruct() error {
@@ -198,7 +241,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
 		return fmt.Errorf("podcell: data_dir %s: %w (choose a writable directory with data_dir)", a.DataDir, err)
 	}
-	val, _, err := controllers.LoadOrNew(a.DataDir, func() (caddy.Destructor, error) {
+	val, loaded, err := controllers.LoadOrNew(a.DataDir, func() (caddy.Destructor, error) {
 		// The store's key first: a key that is missing or malformed stops
 		// the config here (caddy validate says so); one the store was not
 		// made with stops the first Start, before it touches any container.
@@ -233,12 +276,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return &pooledController{ctrl: ctrl}, nil
+		return &pooledController{ctrl: ctrl, made: a.processOptions()}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("podcell: %w", err)
 	}
 	a.pool = val.(*pooledController)
+	if changed := restartOnly(a.pool.made, a.processOptions()); loaded && len(changed) > 0 {
+		// Not an error: the rest of the config still loads. But a change
+		// that silently did nothing would be worse.
+		caddy.Log().Named("podcell").Warn("these podcell options changed, but the running podcell keeps the old values until Caddy restarts (caddy stop, then caddy run)",
+			zap.Strings("options", changed), zap.String("data_dir", a.DataDir))
+	}
 	a.ctrl = a.pool.ctrl
 	a.settings = controller.Settings{BuildLimits: a.buildLimits(), KeepImages: a.keepImages()}
 	pm, ok := a.ctrl.Runtime().(*scaler.Podman)

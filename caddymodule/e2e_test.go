@@ -586,6 +586,20 @@ http://{http} {
 	eventually(t, 20*time.Second, "the old revision's instance was not removed", func() bool {
 		return c.containers(scaler.StateRunning) == 1
 	})
+
+	// A global option the running podcell was made with: the reload
+	// loads, and says that option waits for a restart.
+	req, _ := http.NewRequest("POST", "http://"+c.admin+"/load",
+		strings.NewReader(c.caddyfile(strings.Replace(globals, "{extra}", "{extra}\n\t\tstandby created", 1)+fmt.Sprintf(site, "v2"))))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(c.logs(), `until Caddy restarts`) || !strings.Contains(c.logs(), `"options":["standby"]`) {
+		t.Errorf("a reload changing standby: %d; want it loaded and a warning naming standby", resp.StatusCode)
+	}
 }
 
 func TestWebSocketOutlivesPauseAfter(t *testing.T) {
