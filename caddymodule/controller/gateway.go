@@ -187,10 +187,31 @@ type BuildFailedError struct{ Reason string }
 
 func (e *BuildFailedError) Error() string { return "its build failed: " + e.Reason }
 
-// firstLine is s up to its first line break: an answer's body is one line.
+// maxAnswerLine bounds what firstLine keeps of a reason for an answer.
+const maxAnswerLine = 300
+
+// firstLine is s up to its first line break, as an anonymous client may
+// read it in an answer's one-line body: a build's reason quotes what the
+// repository wrote (its commands, a tool's output), so control characters
+// (terminal escapes) become '?' and it ends after maxAnswerLine bytes, on a
+// character boundary, with "...". The whole reason stays in the build's
+// record.
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
+		s = s[:i]
+	}
+	cut := len(s) > maxAnswerLine
+	if cut {
+		s = strings.ToValidUTF8(s[:maxAnswerLine], "")
+	}
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+	if cut {
+		s += "..."
 	}
 	return s
 }
