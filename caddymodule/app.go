@@ -94,7 +94,7 @@ type App struct {
 	// "initialized" (default: namespaces, network and runc's process
 	// waiting to exec the app; a cold start is the app's start, about
 	// 4 MB per standby) or "created" (a cold start also initializes it,
-	// about 300 ms more). StandbyIdle is how long after its last instance
+	// 0.5-0.9 s more here). StandbyIdle is how long after its last instance
 	// a service keeps a standby (default 30m; -1: always, used or not).
 	Standby     string         `json:"standby,omitempty"`
 	StandbyIdle caddy.Duration `json:"standby_idle,omitempty"`

@@ -46,15 +46,15 @@ type Options struct {
 	Expand func(value string) (string, error)
 	// StandbyIdle is how long a service keeps its standby container (one
 	// created and initialized, not started, which makes the next cold
-	// start the app's start only) after an instance of it was last up. A service never used, or
-	// not for this long, keeps none: its next cold start creates the
-	// container too, and a thousand services at rest do not make Podman
+	// start the app's start only) after an instance of it was last up. A
+	// service never used, or not for this long, keeps none: its next cold
+	// start creates the container too, and a thousand services at rest do not make Podman
 	// list, and keep, a thousand containers. Zero: DefaultStandbyIdle;
 	// negative: every service keeps one, used or not.
 	StandbyIdle time.Duration
 	// CreatedStandby keeps standbys created only, not initialized (see
-	// prepareStandby): about 4 MB less per standby, about 300 ms more per
-	// cold start on Podman 4.3.
+	// prepareStandby): about 4 MB less per standby, 0.5-0.9 s more per
+	// cold start here (benchmarks/results/runtimes-20261130-025245.md).
 	CreatedStandby bool
 	// BandwidthPerCoreMbit ties an instance's network rate to its memory as
 	// CPU is: this many Mbit/s per core (memory_MB/1769), in each
