@@ -536,9 +536,10 @@ func (s *Scaler) startContainer(ctx context.Context, svc *Service, inst *instanc
 		return fail("the container has no reachable address", nil)
 	}
 	// Before the instance takes traffic: a request must never see it
-	// unfenced or unshaped. A prepared standby is, unless the rate changed
-	// since (bandwidth_per_core on a reload).
-	if prep == nil || in.RateMbit != float64(lim.BandwidthBps)/1e6 {
+	// unfenced or unshaped. A prepared standby already is, at the rate its
+	// revision has (memory and bandwidth are part of the revision, and
+	// bandwidth_per_core is fixed for the scaler's life).
+	if prep == nil {
 		in, err = s.sandbox(api, cfg, lim, info)
 	}
 	if err != nil {
