@@ -59,6 +59,7 @@ http://{http} {
 // TestBuildUserValidation: a build_user that does not exist stops the
 // config with an error naming build_user and the fix.
 func TestBuildUserValidation(t *testing.T) {
+	e2e(t) // provisioning connects to Podman; and it runs the test's Caddy binary
 	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
 	config := "{\n\tadmin off\n\tpodcell {\n\t\tdata_dir " + dir + "/data\n\t\tbuild_user podcell-no-such-user\n\t}\n}\n:0 {\n\trespond ok\n}\n"
