@@ -5,6 +5,13 @@
 // first, every -every deploys, after the last once the image collection has
 // settled, and after the service is deleted through the admin API.
 //
+// Builds run rootless as the build user (-build-user, podcell's default
+// build_user), in that user's own image store, and each built image then
+// moves into the rootful store: both stores are counted (images, the
+// service's images and the size of each storage directory). With
+// -build-user root builds run through the rootful API as before build_user
+// existed, and only the rootful store is counted.
+//
 // It runs one Caddy per keep_images value of -keep (e.g. "3,49": the
 // default window, and one wider than the deploys, which removes about
 // nothing), each with a fresh service. Nothing else may use Podman meanwhile
@@ -31,10 +38,12 @@ import (
 	"net/http/cgi"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	mach "github.com/podcell/podcell/benchmarks/machine"
@@ -48,6 +57,7 @@ var (
 	flagPythonBase = flag.String("python-base", "localhost/podcell-runtime:python3.11-debian", "base image of runtime python3.11-debian")
 	flagAssetKB    = flag.Int("asset-kb", 1024, "size of a random file (a bundled asset) each commit rewrites, in KiB")
 	flagCaddy      = flag.String("caddy", "", "Caddy binary (default: build ./cmd/caddy into a temporary directory)")
+	flagBuildUser  = flag.String("build-user", "podcell", "build_user of the Caddy under test, whose rootless image store is measured too (root: builds as root, one store)")
 )
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "disk: "+format+"\n", args...) }
@@ -72,7 +82,15 @@ type Sample struct {
 	ServiceImages int    `json:"service_images"` // images named (now or before) localhost/podcell-build/<service>
 	StorageBytes  int64  `json:"storage_bytes"`  // du -sxb of Podman's graph root
 	SystemDF      string `json:"system_df"`      // podman system df's Images row: total active size reclaimable
+	// The build user's store (zero with -build-user root).
+	UserImages        int    `json:"user_images"`         // podman images -a as the build user
+	UserServiceImages int    `json:"user_service_images"` // of those, named (now or before) for the service
+	UserStorageBytes  int64  `json:"user_storage_bytes"`  // du -sxb of the build user's graph root
+	UserSystemDF      string `json:"user_system_df"`
 }
+
+// TotalBytes is the size of both stores.
+func (s Sample) TotalBytes() int64 { return s.StorageBytes + s.UserStorageBytes }
 
 // Run is one keep_images value's series.
 type Run struct {
@@ -89,6 +107,8 @@ type Report struct {
 	Date       string `json:"date"`
 	Machine    string `json:"machine"`
 	GraphRoot  string `json:"graph_root"`
+	BuildUser  string `json:"build_user"`
+	UserRoot   string `json:"user_graph_root,omitempty"` // the build user's graph root
 	LoadBefore string `json:"loadavg_before"`
 	LoadAfter  string `json:"loadavg_after"`
 	Deploys    int    `json:"deploys"`
@@ -103,14 +123,16 @@ func main() {
 	}
 }
 
-func sh(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).Output()
+func sh(name string, args ...string) (string, error) { return output(exec.Command(name, args...)) }
+
+func output(cmd *exec.Cmd) (string, error) {
+	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, ee.Stderr)
+			return "", fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, ee.Stderr)
 		}
-		return "", fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
+		return "", fmt.Errorf("%s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
@@ -144,12 +166,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var bu *podmanUser
+	if *flagBuildUser != "root" {
+		if bu, err = lookupUser(*flagBuildUser); err != nil {
+			return err
+		}
+	}
 	podmanVersion, _ := sh("podman", "version", "--format", "{{.Server.Version}}")
 	rep := Report{Date: time.Now().UTC().Format(time.RFC3339), GraphRoot: root, LoadBefore: mach.Loadavg(), Deploys: *flagDeploys,
+		BuildUser: *flagBuildUser,
 		Machine: fmt.Sprintf("%s, kernel %s, %d CPUs, podman %s, %s", mach.OSName(), mach.ReadTrim("/proc/sys/kernel/osrelease"),
 			runtime.NumCPU(), podmanVersion, runtime.Version())}
+	if bu != nil {
+		rep.UserRoot = bu.root
+	}
 	for _, keep := range keeps {
-		r, err := runOne(bin, filepath.Join(tmp, fmt.Sprintf("keep%d", keep)), root, keep)
+		r, err := runOne(bin, filepath.Join(tmp, fmt.Sprintf("keep%d", keep)), root, bu, keep)
 		rep.Runs = append(rep.Runs, r)
 		if err != nil {
 			return fmt.Errorf("keep_images %d: %w", keep, err)
@@ -171,13 +203,46 @@ type podmanImage struct {
 	History []string `json:"History"`
 }
 
-func measure(point string, deploys int, root, service string) (Sample, error) {
-	s := Sample{Point: point, Deploys: deploys}
+// podmanUser runs the podman CLI as the build user, as podcell's builder
+// does (its HOME and runtime directory locate its store).
+type podmanUser struct {
+	name     string
+	uid, gid uint32
+	home     string
+	root     string // its graph root
+}
+
+func lookupUser(name string) (*podmanUser, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("-build-user %s: %v (make setup makes the podcell user; -build-user root measures root builds)", name, err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	pu := &podmanUser{name: name, uid: uint32(uid), gid: uint32(gid), home: u.HomeDir}
+	if pu.root, err = pu.sh("info", "--format", "{{.Store.GraphRoot}}"); err != nil {
+		return nil, err
+	}
+	return pu, nil
+}
+
+// sh runs podman with args as the user.
+func (u *podmanUser) sh(args ...string) (string, error) {
+	cmd := exec.Command("podman", args...)
+	cmd.Dir = u.home
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + u.home, "USER=" + u.name, "LOGNAME=" + u.name, "XDG_RUNTIME_DIR=/run/user/" + strconv.FormatUint(uint64(u.uid), 10)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: []uint32{}}}
+	return output(cmd)
+}
+
+// images counts a store's images (`podman images -a`) and those of them
+// named, now or before, for service.
+func images(podman func(...string) (string, error), service string) (all, of int, err error) {
 	var list []podmanImage
-	var err error
 	for range 5 { // a listing fails if an image goes meanwhile
 		var out string
-		if out, err = sh("podman", "images", "-a", "--format", "json"); err == nil {
+		if out, err = podman("images", "-a", "--format", "json"); err == nil {
 			if err = json.Unmarshal([]byte(out), &list); err == nil {
 				break
 			}
@@ -185,43 +250,76 @@ func measure(point string, deploys int, root, service string) (Sample, error) {
 		time.Sleep(time.Second)
 	}
 	if err != nil {
-		return s, err
+		return 0, 0, err
 	}
-	s.Images = len(list)
 	for _, img := range list {
 		for _, n := range append(img.Names, img.History...) {
 			if strings.HasPrefix(n, "localhost/podcell-build/"+service+":") {
-				s.ServiceImages++
+				of++
 				break
 			}
 		}
 	}
-	// du fails when a file goes while it walks (Podman cleaning up after
-	// another client): try again.
+	return len(list), of, nil
+}
+
+// du is the size of dir in bytes. du fails when a file goes while it
+// walks (Podman cleaning up after another client): it tries again.
+func du(dir string) (n int64, err error) {
 	for range 5 {
-		var du string
-		if du, err = sh("du", "-sxb", root); err == nil {
-			s.StorageBytes, err = strconv.ParseInt(strings.Fields(du)[0], 10, 64)
-			break
+		var out string
+		if out, err = sh("du", "-sxb", dir); err == nil {
+			return strconv.ParseInt(strings.Fields(out)[0], 10, 64)
 		}
 		time.Sleep(time.Second)
 	}
-	if err != nil {
-		return s, err
-	}
-	s.SystemDF, err = sh("podman", "system", "df", "--format", "{{if eq .Type \"Images\"}}{{.Total}} images, {{.Active}} active, {{.Size}}, reclaimable {{.Reclaimable}}{{end}}")
-	s.SystemDF = strings.TrimSpace(s.SystemDF)
-	logf("%s: %d images (%d of the service), storage %d bytes, df %s", point, s.Images, s.ServiceImages, s.StorageBytes, s.SystemDF)
-	return s, err
+	return 0, err
 }
 
-// settle waits until the image count stays the same for 3 s (the
-// collection runs after each build, off the deploy), at most 60 s.
-func settle() {
+const dfFormat = "{{if eq .Type \"Images\"}}{{.Total}} images, {{.Active}} active, {{.Size}}, reclaimable {{.Reclaimable}}{{end}}"
+
+func measure(point string, deploys int, root string, bu *podmanUser, service string) (s Sample, err error) {
+	s = Sample{Point: point, Deploys: deploys}
+	rootful := func(args ...string) (string, error) { return sh("podman", args...) }
+	if s.Images, s.ServiceImages, err = images(rootful, service); err != nil {
+		return s, err
+	}
+	if s.StorageBytes, err = du(root); err != nil {
+		return s, err
+	}
+	if s.SystemDF, err = sh("podman", "system", "df", "--format", dfFormat); err != nil {
+		return s, err
+	}
+	s.SystemDF = strings.TrimSpace(s.SystemDF)
+	logf("%s: rootful %d images (%d of the service), storage %d bytes, df %s", point, s.Images, s.ServiceImages, s.StorageBytes, s.SystemDF)
+	if bu == nil {
+		return s, nil
+	}
+	if s.UserImages, s.UserServiceImages, err = images(bu.sh, service); err != nil {
+		return s, err
+	}
+	if s.UserStorageBytes, err = du(bu.root); err != nil {
+		return s, err
+	}
+	if s.UserSystemDF, err = bu.sh("system", "df", "--format", dfFormat); err != nil {
+		return s, err
+	}
+	s.UserSystemDF = strings.TrimSpace(s.UserSystemDF)
+	logf("%s: %s's %d images (%d of the service), storage %d bytes, df %s", point, bu.name, s.UserImages, s.UserServiceImages, s.UserStorageBytes, s.UserSystemDF)
+	return s, nil
+}
+
+// settle waits until the image count of both stores stays the same for
+// 3 s (the collection runs after each build, off the deploy), at most 60 s.
+func settle(bu *podmanUser) {
 	last, same := -1, 0
 	for i := 0; i < 60 && same < 3; i++ {
 		out, err := sh("podman", "images", "-aq")
 		n := len(strings.Fields(out))
+		if bu != nil && err == nil {
+			out, err = bu.sh("images", "-aq")
+			n += len(strings.Fields(out))
+		}
 		if err == nil && n == last {
 			same++
 		} else {
@@ -248,7 +346,7 @@ func git(dir string, args ...string) error {
 	return nil
 }
 
-func runOne(bin, dir, root string, keep int) (r Run, err error) {
+func runOne(bin, dir, root string, bu *podmanUser, keep int) (r Run, err error) {
 	began := time.Now()
 	var b [3]byte
 	rand.Read(b[:])
@@ -305,6 +403,7 @@ func runOne(bin, dir, root string, keep int) (r Run, err error) {
 		owner podcellbench-disk
 		runtime_image python3.11-debian %s
 		keep_images %d
+		build_user %s
 	}
 }
 http://:%d {
@@ -312,11 +411,11 @@ http://:%d {
 		hosts *.apps.localhost
 	}
 }
-`, admin, *flagPythonBase, keep, port)
+`, admin, *flagPythonBase, keep, *flagBuildUser, port)
 	os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o644)
 	logf("keep_images %d: service %s", keep, r.Service)
 	var s Sample
-	s, err = measure("before the first deploy", 0, root, r.Service)
+	s, err = measure("before the first deploy", 0, root, bu, r.Service)
 	r.Samples = append(r.Samples, s)
 	if err != nil {
 		return r, err
@@ -422,8 +521,8 @@ http://:%d {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if n%*flagEvery == 0 || n == 1 {
-			settle()
-			s, err := measure(fmt.Sprintf("after deploy %d", n), n, root, r.Service)
+			settle(bu)
+			s, err := measure(fmt.Sprintf("after deploy %d", n), n, root, bu, r.Service)
 			r.Samples = append(r.Samples, s)
 			if err != nil {
 				return r, err
@@ -433,8 +532,8 @@ http://:%d {
 	if code, body, err := call("DELETE", "/podcell/services/"+r.Service, ""); err != nil || code != 204 {
 		return r, fmt.Errorf("delete the service: %d %s %v", code, body, err)
 	}
-	settle()
-	s, err = measure("after deleting the service", *flagDeploys, root, r.Service)
+	settle(bu)
+	s, err = measure("after deleting the service", *flagDeploys, root, bu, r.Service)
 	r.Samples = append(r.Samples, s)
 	// What the collections logged.
 	logs, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
@@ -458,24 +557,41 @@ func (rep Report) markdown() string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "## Disk use over %d deploys of one service, %s\n\n", rep.Deploys, rep.Date)
 	fmt.Fprintf(&w, "Machine: %s.  \n", rep.Machine)
-	fmt.Fprintf(&w, "Podman storage: %s. Load average %s before, %s after.  \n", rep.GraphRoot, rep.LoadBefore, rep.LoadAfter)
-	fmt.Fprintf(&w, "Each deploy: a commit that changes message.txt and rewrites asset.bin (%d KiB of random bytes, a stand-in for a bundled asset), `POST /podcell/services/<svc>/deploy`, wait until the build succeeded and the new message is served. The service was declared through the admin API (python3.11-debian, FROM %s) and deleted through it at the end. Storage figures are of the whole storage directory (`du -sxb`): read the differences to the first row.\n\n", *flagAssetKB, *flagPythonBase)
+	fmt.Fprintf(&w, "Podman storage: %s (rootful)", rep.GraphRoot)
+	if rep.UserRoot != "" {
+		fmt.Fprintf(&w, " and %s (the build user %s's, rootless)", rep.UserRoot, rep.BuildUser)
+	}
+	fmt.Fprintf(&w, ". Load average %s before, %s after.  \n", rep.LoadBefore, rep.LoadAfter)
+	builds := "Builds ran as root through the rootful API (`build_user root`)."
+	if rep.UserRoot != "" {
+		builds = fmt.Sprintf("Builds ran rootless as `build_user %s` in its own store; each built image then moved into the rootful store.", rep.BuildUser)
+	}
+	fmt.Fprintf(&w, "%s Each deploy: a commit that changes message.txt and rewrites asset.bin (%d KiB of random bytes, a stand-in for a bundled asset), `POST /podcell/services/<svc>/deploy`, wait until the build succeeded and the new message is served. The service was declared through the admin API (python3.11-debian, FROM %s) and deleted through it at the end. Storage figures are of the whole storage directories (`du -sxb`): read the differences to the first row.\n\n", builds, *flagAssetKB, *flagPythonBase)
 	for _, r := range rep.Runs {
 		fmt.Fprintf(&w, "### keep_images %d (service %s, %s)\n\n", r.Keep, r.Service, r.Duration)
-		fmt.Fprintf(&w, "| point | images (`podman images -a`) | of the service | storage | storage - first row | `podman system df` images |\n|---|---:|---:|---:|---:|---|\n")
+		if rep.UserRoot == "" {
+			fmt.Fprintf(&w, "| point | images (`podman images -a`) | of the service | storage | storage - first row | `podman system df` images |\n|---|---:|---:|---:|---:|---|\n")
+		} else {
+			fmt.Fprintf(&w, "| point | rootful images (`podman images -a`) | of the service | rootful storage | %[1]s's images | of the service | %[1]s's storage | both stores - first row | `podman system df` images, rootful / %[1]s's |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n", rep.BuildUser)
+		}
 		var base int64
 		for i, s := range r.Samples {
 			if i == 0 {
-				base = s.StorageBytes
+				base = s.TotalBytes()
 			}
-			fmt.Fprintf(&w, "| %s | %d | %d | %s | %+.1f MB | %s |\n", s.Point, s.Images, s.ServiceImages, mb(s.StorageBytes), float64(s.StorageBytes-base)/1e6, s.SystemDF)
+			if rep.UserRoot == "" {
+				fmt.Fprintf(&w, "| %s | %d | %d | %s | %+.1f MB | %s |\n", s.Point, s.Images, s.ServiceImages, mb(s.StorageBytes), float64(s.StorageBytes-base)/1e6, s.SystemDF)
+				continue
+			}
+			fmt.Fprintf(&w, "| %s | %d | %d | %s | %d | %d | %s | %+.1f MB | %s / %s |\n", s.Point, s.Images, s.ServiceImages, mb(s.StorageBytes),
+				s.UserImages, s.UserServiceImages, mb(s.UserStorageBytes), float64(s.TotalBytes()-base)/1e6, s.SystemDF, s.UserSystemDF)
 		}
 		var total float64
 		for _, s := range r.BuildSecs {
 			total += s
 		}
 		if len(r.BuildSecs) > 0 {
-			fmt.Fprintf(&w, "\n%d builds, %.1f s each on average. The collections logged %d images removed, %s freed (estimated from Podman's layer sizes).\n\n", len(r.BuildSecs), total/float64(len(r.BuildSecs)), r.Removed, mb(r.FreedBytes))
+			fmt.Fprintf(&w, "\n%d builds, %.1f s each on average. The collections logged %d images removed (from either store), %s freed (estimated from Podman's layer sizes).\n\n", len(r.BuildSecs), total/float64(len(r.BuildSecs)), r.Removed, mb(r.FreedBytes))
 		}
 	}
 	return w.String()
