@@ -370,7 +370,8 @@ func TestHostileTreeSize(t *testing.T) {
 	})
 	dir, _, log, err := cloneWithLimits(t, Source{URL: url}, repoLimits{bytes: 8 << 20})
 	var ie *InputError
-	if !errors.As(err, &ie) || ie.Field != "url" || !strings.Contains(err.Error(), "add up to more than 8 MiB (reached at zeros.bin)") {
+	if !errors.As(err, &ie) || ie.Field != "url" || !strings.Contains(err.Error(), "add up to more than 8 MiB (reached at zeros.bin)") ||
+		!strings.Contains(err.Error(), "raise podcell's global option max_repo_size (max_repo_mb in JSON), now 8 MiB") {
 		t.Fatalf("err = %v, want the size limit; log:\n%s", err, log)
 	}
 	t.Logf("%v", err)
@@ -382,7 +383,7 @@ func TestHostileTreeSize(t *testing.T) {
 	}
 	// Through a Builder, with the limit as an option.
 	err, _ = hostileBuild(t, Options{MaxRepoBytes: 8 << 20}, Spec{Source: Source{URL: url}, Runtime: "python3.11-debian"})
-	if !errors.As(err, &ie) || ie.Field != "url" || !strings.Contains(err.Error(), "8 MiB") {
+	if !errors.As(err, &ie) || ie.Field != "url" || !strings.Contains(err.Error(), "max_repo_size (max_repo_mb in JSON), now 8 MiB") {
 		t.Fatalf("build: err = %v, want the size limit", err)
 	}
 	// Under the default limit the same repository builds.
@@ -410,7 +411,7 @@ func TestHostileGitBomb(t *testing.T) {
 	})
 	dir, _, log, err := cloneWithLimits(t, Source{URL: url}, repoLimits{bytes: DefaultMaxRepoBytes, files: DefaultMaxRepoFiles})
 	var ie *InputError
-	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "more than 200000 files") {
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "more than 200000 files") || !strings.Contains(err.Error(), "raise podcell's global option max_repo_files, now 200000") {
 		t.Fatalf("err = %v, want the file limit; log:\n%s", err, log)
 	}
 	t.Logf("%v", err)
@@ -447,7 +448,7 @@ func TestHostileReceiveLimit(t *testing.T) {
 		g.write(filepath.Join(work, "random.bin"), string(data))
 	})
 	_, _, log, err := cloneWithLimits(t, Source{URL: url}, repoLimits{bytes: 1 << 20})
-	if err == nil || !strings.Contains(err.Error(), "its server sent more than 1 MiB") {
+	if err == nil || !strings.Contains(err.Error(), "its server sent more than 1 MiB") || !strings.Contains(err.Error(), "max_repo_size (max_repo_mb in JSON), now 1 MiB") {
 		t.Fatalf("err = %v, want the limit on bytes received; log:\n%s", err, log)
 	}
 	t.Logf("%v", err)
@@ -482,7 +483,7 @@ func TestHostileReceiveLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err = b.Resolve(ctx, Source{URL: endless})
-	if err == nil || !strings.Contains(err.Error(), "more than 1 MiB listing its refs") {
+	if err == nil || !strings.Contains(err.Error(), "more than 1 MiB listing its refs") || !strings.Contains(err.Error(), "max_repo_size (max_repo_mb in JSON), now 1 MiB") {
 		t.Fatalf("resolve endless refs: err = %v, want the limit on bytes received", err)
 	}
 	t.Logf("resolve: %v", err)

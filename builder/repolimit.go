@@ -32,9 +32,23 @@ type repoLimits struct {
 	files int
 }
 
-// repoTooLarge is the error for a repository over a limit.
-func repoTooLarge(src Source, what string) error {
-	return &InputError{Field: "url", Value: src.URL, Reason: "names a repository over podcell's size limit: " + what + "; build a smaller repository (or a root_dir of a smaller one), or raise the limit"}
+// repoTooLarge is the error for a repository over a limit: what it
+// passed, and the global option that sets the limit with the value in
+// effect, so the operator knows what to raise.
+func repoTooLarge(src Source, what, option string) error {
+	return &InputError{Field: "url", Value: src.URL, Reason: "names a repository over podcell's size limit: " + what +
+		"; build a smaller repository (or a root_dir of a smaller one), or raise podcell's global option " + option}
+}
+
+// repoBytesTooLarge is repoTooLarge for the byte limit max (max_repo_size).
+func repoBytesTooLarge(src Source, what string, max int64) error {
+	return repoTooLarge(src, what, fmt.Sprintf("max_repo_size (max_repo_mb in JSON), now %s", formatBytes(max)))
+}
+
+// repoFilesTooLarge is repoTooLarge for the limit of max files and
+// directories (max_repo_files).
+func repoFilesTooLarge(src Source, max int) error {
+	return repoTooLarge(src, fmt.Sprintf("the commit holds more than %d files and directories", max), fmt.Sprintf("max_repo_files, now %d", max))
 }
 
 // receiveLimit counts the bytes of HTTP response bodies read for one clone.
@@ -156,7 +170,7 @@ func checkTreeSize(repo *git.Repository, commit plumbing.Hash, lim repoLimits, s
 		}
 		files++
 		if lim.files > 0 && files > lim.files {
-			return repoTooLarge(src, fmt.Sprintf("the commit holds more than %d files and directories", lim.files))
+			return repoFilesTooLarge(src, lim.files)
 		}
 		if !e.Mode.IsFile() {
 			continue // a directory, or a submodule (checked out empty)
@@ -170,7 +184,7 @@ func checkTreeSize(repo *git.Repository, commit plumbing.Hash, lim repoLimits, s
 		}
 		total += size
 		if lim.bytes > 0 && total > lim.bytes {
-			return repoTooLarge(src, fmt.Sprintf("the commit's files add up to more than %s (reached at %s)", formatBytes(lim.bytes), name))
+			return repoBytesTooLarge(src, fmt.Sprintf("the commit's files add up to more than %s (reached at %s)", formatBytes(lim.bytes), name), lim.bytes)
 		}
 	}
 }

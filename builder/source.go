@@ -193,7 +193,7 @@ func clone(ctx context.Context, src Source, dir string, log io.Writer, lim repoL
 	ctx, rx := withReceiveLimit(ctx, lim.bytes)
 	commit, err := cloneLimited(ctx, src, dir, log, lim)
 	if err != nil && rx.exceeded() {
-		return "", repoTooLarge(src, fmt.Sprintf("its server sent more than %s for this commit", formatBytes(lim.bytes)))
+		return "", repoBytesTooLarge(src, fmt.Sprintf("its server sent more than %s for this commit", formatBytes(lim.bytes)), lim.bytes)
 	}
 	return commit, err
 }
@@ -451,7 +451,7 @@ func (b *Builder) Resolve(ctx context.Context, src Source) (string, error) {
 	refs, err := remote.ListContext(ctx, &git.ListOptions{})
 	if err != nil {
 		if rx.exceeded() {
-			return "", repoTooLarge(src, fmt.Sprintf("its server sent more than %s listing its refs", formatBytes(b.opts.MaxRepoBytes)))
+			return "", repoBytesTooLarge(src, fmt.Sprintf("its server sent more than %s listing its refs", formatBytes(b.opts.MaxRepoBytes)), b.opts.MaxRepoBytes)
 		}
 		return "", remoteError(ctx, src, err)
 	}
