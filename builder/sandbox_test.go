@@ -128,17 +128,81 @@ func TestBuildSandboxLimits(t *testing.T) {
 }
 
 // TestBuildMemoryLimit: a build step that allocates more than the build
-// memory limit is killed, and the build fails naming build_memory.
+// memory limit is killed, the host stays responsive meanwhile (this
+// process can still start programs), and the build fails naming
+// build_memory; afterwards neither its cgroup nor its processes are left.
 func TestBuildMemoryLimit(t *testing.T) {
 	e, url := sandboxEnv(t, Limits{MemoryMB: 128, Timeout: 2 * time.Minute})
-	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + randHex(6) + "\npython3 hog.py 400"}
+	cgroupsBefore := buildCgroups()
+	mark := "podcell-hog-" + randHex(4)
+	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + mark + "\npython3 hog.py 400 " + mark}
+	probe := startSpawnProbe(t)
 	err, lines := e.failBuild(spec, e.tag("oom"))
+	probe.stop("the memory hog")
 	if limitOption(err) != "build_memory" || !strings.Contains(err.Error(), "build memory limit 128 MiB") || !strings.Contains(err.Error(), "raise build_memory") {
 		t.Errorf("err = %v, want one naming the memory limit", err)
 	}
 	log := strings.Join(lines, "\n")
 	if !strings.Contains(log, "allocating") || strings.Contains(log, "allocated ") {
 		t.Errorf("the step did not start allocating, or finished:\n%s", log)
+	}
+	waitProcsGone(t, mark)
+	waitCgroupsGone(t, cgroupsBefore)
+}
+
+// spawnProbe starts a program every 200 ms while a hostile build runs: a
+// host that cannot fork or that stalls shows in its counts.
+type spawnProbe struct {
+	t                         *testing.T
+	began                     time.Time
+	done                      chan struct{}
+	wg                        sync.WaitGroup
+	spawns, spawnFails, ticks int
+	slowest                   time.Duration
+}
+
+func startSpawnProbe(t *testing.T) *spawnProbe {
+	p := &spawnProbe{t: t, began: time.Now(), done: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+				p.ticks++
+				began := time.Now()
+				if err := exec.Command("true").Run(); err != nil {
+					p.spawnFails++
+					t.Logf("spawn true: %v", err)
+				} else {
+					p.spawns++
+				}
+				if d := time.Since(began); d > p.slowest {
+					p.slowest = d
+				}
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends the probe and fails the test if a spawn failed, none
+// succeeded, or one took more than a sanity bound (not a benchmark).
+func (p *spawnProbe) stop(during string) {
+	p.t.Helper()
+	close(p.done)
+	p.wg.Wait()
+	p.t.Logf("during %s (%s): %d ticks, %d spawns of true (%d failed), slowest spawn %s", during, time.Since(p.began).Round(time.Millisecond),
+		p.ticks, p.spawns, p.spawnFails, p.slowest.Round(time.Millisecond))
+	if p.spawnFails > 0 || p.spawns == 0 {
+		p.t.Errorf("the host could not start processes during %s: %d of %d failed", during, p.spawnFails, p.spawns+p.spawnFails)
+	}
+	if p.slowest > 10*time.Second {
+		p.t.Errorf("starting `true` took %s during %s", p.slowest, during)
 	}
 }
 
@@ -150,41 +214,9 @@ func TestBuildForkBomb(t *testing.T) {
 	e, url := sandboxEnv(t, Limits{Pids: 64, Timeout: 20 * time.Second})
 	cgroupsBefore := buildCgroups()
 	spec := Spec{Source: Source{URL: url}, Runtime: "python3.11-debian", Build: "echo run " + randHex(6) + "\nsh bomb.sh"}
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var spawns, spawnFails, ticks int
-	var slowest time.Duration
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				ticks++
-				began := time.Now()
-				if err := exec.Command("true").Run(); err != nil {
-					spawnFails++
-					t.Logf("spawn true: %v", err)
-				} else {
-					spawns++
-				}
-				if d := time.Since(began); d > slowest {
-					slowest = d
-				}
-			}
-		}
-	}()
-	began := time.Now()
+	probe := startSpawnProbe(t)
 	err, _ := e.failBuild(spec, e.tag("forkbomb"))
-	took := time.Since(began)
-	close(stop)
-	wg.Wait()
-	t.Logf("during the build (%s): %d ticks, %d spawns of true (%d failed), slowest spawn %s", took.Round(time.Millisecond), ticks, spawns, spawnFails, slowest.Round(time.Millisecond))
+	probe.stop("the fork bomb")
 	// The bomb runs until the timeout, unless podman's own runc cannot fork
 	// either and the step fails first (CI saw that): either way the error
 	// names the pids limit, and the timeout when that is what ended it.
@@ -194,25 +226,28 @@ func TestBuildForkBomb(t *testing.T) {
 	if strings.Contains(err.Error(), context.DeadlineExceeded.Error()) != strings.Contains(err.Error(), "build_timeout 20s") {
 		t.Errorf("err = %v: it names the timeout if and only if the timeout ended the build", err)
 	}
-	if spawnFails > 0 || spawns == 0 {
-		t.Errorf("the host could not start processes during the fork bomb: %d of %d failed", spawnFails, spawns+spawnFails)
-	}
-	if slowest > 10*time.Second { // a sanity bound, not a benchmark
-		t.Errorf("starting `true` took %s during the fork bomb", slowest)
-	}
 	// The bomb's processes are killed, though Podman would go on building.
+	waitProcsGone(t, "bomb.sh")
+	waitCgroupsGone(t, cgroupsBefore)
+}
+
+// waitProcsGone waits until no process's command line holds pattern (a
+// step's mark), at most 30 s.
+func waitProcsGone(t *testing.T, pattern string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		left := bombProcs(t)
-		if left == 0 {
-			break
+		out, _ := exec.Command("pgrep", "-c", "-f", pattern).Output()
+		n := 0
+		fmt.Sscan(strings.TrimSpace(string(out)), &n)
+		if n == 0 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d processes of the fork bomb still run 30 s after the build failed", left)
+			t.Fatalf("%d processes of the build step (%s) still run 30 s after the build failed", n, pattern)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	waitCgroupsGone(t, cgroupsBefore)
 }
 
 // buildCgroups lists the build cgroups there are now.
@@ -248,14 +283,6 @@ func waitCgroupsGone(t *testing.T, before map[string]bool) {
 	}
 }
 
-// bombProcs counts processes running bomb.sh.
-func bombProcs(t *testing.T) int {
-	out, _ := exec.Command("pgrep", "-c", "-f", "bomb.sh").Output()
-	n := 0
-	fmt.Sscan(strings.TrimSpace(string(out)), &n)
-	return n
-}
-
 // TestBuildTimeout: a build step that runs past build_timeout is stopped
 // and the build fails naming build_timeout.
 func TestBuildTimeout(t *testing.T) {
@@ -267,13 +294,7 @@ func TestBuildTimeout(t *testing.T) {
 	if limitOption(err) != "build_timeout" || !strings.Contains(err.Error(), "build_timeout 10s") {
 		t.Errorf("err = %v, want one naming build_timeout", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("pgrep", "-f", mark).Run() == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the timed-out step (%s) still runs 30 s after the build failed", mark)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitProcsGone(t, mark)
 	waitCgroupsGone(t, cgroupsBefore)
 	if e.b.user != nil {
 		// The killed build's working container is removed from the build
