@@ -165,11 +165,17 @@ func TestHostileRepositories(t *testing.T) {
 		// Only a timeout bounded a clone: a repository could fill the
 		// disk and go-git's memory. 2 MiB of random data, over 1 MB.
 		{"bigrepo", pyStart, map[string]string{"app.py": pyApp, "blob.bin": randomData(t, 2<<20)},
-			nil, "size limit"},
+			nil, "size limit: its server sent more than 1 MiB for this commit; build a smaller repository (or a root_dir of a smaller one), or raise podcell's global option max_repo_size (max_repo_mb in JSON), now 1 MiB"},
 		// A build step that forks without end: the pids limit stops it
 		// (the timeout then ends the step) and the host stays responsive.
 		{"forkbomb", pyStart + `, "build": "f() { f | f & }; f; sleep 600", "build_pids": 64, "build_timeout": "20s"`,
 			map[string]string{"app.py": pyApp, "message.txt": "x"}, nil, "build_pids"},
+		// A build step that allocates more than the service's build
+		// memory: the build's cgroup holds it, the kernel kills it there
+		// (not Caddy or another site), and the reason names the limit.
+		{"memhog", pyStart + `, "build": "python3 hog.py", "build_memory_mb": 128`,
+			map[string]string{"app.py": pyApp, "message.txt": "x", "hog.py": "b = b'x' * (400 << 20)\nprint('allocated')\n"},
+			nil, "ran out of memory (build memory limit 128 MiB): raise build_memory"},
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			c.t = t
