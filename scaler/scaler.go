@@ -457,6 +457,7 @@ func (s *Scaler) prepareStandby(ctx context.Context, id string, cfg ServiceConfi
 	if info.State != StateInitialized || info.Addr == "" || info.Pid == 0 {
 		return ContainerInfo{}, InstanceNet{}, fmt.Errorf("after init the container is %s with address %q, pid %d", info.State, info.Addr, info.Pid)
 	}
+	s.refreshSubnets(ctx) // off the request path: see netState.subnets
 	in, err := s.sandbox(ctx, cfg, lim, info)
 	return info, in, err
 }

@@ -23,9 +23,14 @@ import (
 //     at once (EHOSTUNREACH): the link-local range, where cloud metadata
 //     services live (this project's own machines answer on
 //     169.254.169.254), Podman's default network and podcell's network pool
-//     (other services' instances). netavark's isolate option already drops
-//     traffic between podcell's bridges on the host, but a dropped SYN
-//     makes a probe hang for its whole timeout; the route says no at once.
+//     (other services' instances), the subnet of every other Podman
+//     network, and every subnet the host reaches directly on a bridge or a
+//     veth (docker0, libvirt's virbr0, a user's own bridges and the
+//     containers or VMs behind them): see fenceRanges. netavark's isolate
+//     option is no fence here: netavark 1.4 (Debian 12) only drops traffic
+//     between isolated networks, not between an isolated network and any
+//     other bridge; and where it drops, a dropped SYN makes a probe hang
+//     for its whole timeout, where the route says no at once.
 //     A route inside the namespace rather than a host firewall rule: it
 //     needs no rule set of our own beside netavark's (iptables-nft here),
 //     lives and dies with the container, and covers rootless instances,
@@ -38,13 +43,109 @@ import (
 //     TCP answers by backing off well below the rate (and this host's
 //     kernel has no policer action at all: CONFIG_NET_ACT_POLICE is off).
 
-// blockedRanges are the destinations no instance reaches. An instance's own
-// network is a /24 inside podcellPool: its more specific route wins, so
-// instances of one service still reach each other and their gateway.
+// blockedRanges are the destinations no instance reaches, whatever the
+// host looks like. An instance's own network is a /24 inside podcellPool:
+// its more specific route wins, so instances of one service still reach
+// each other and their gateway.
 var blockedRanges = []string{
 	"169.254.0.0/16", // link-local: cloud metadata (169.254.169.254)
 	"10.88.0.0/16",   // Podman's default network: containers that are not podcell's
 	podcellPool,      // every podcell service's network
+}
+
+// fenceRanges is every destination an instance is fenced off from:
+// blockedRanges, others (the subnets of every Podman network, active or
+// not, as the scaler last listed them), and what the host reaches directly
+// on a bridge or veth (hostBridgeNets), which covers bridges Podman does
+// not know (docker0, libvirt's, a user's) once they exist. own are the
+// instance's own subnets: a range inside one of them is left out, so its
+// own network and its gateway (where DNS answers) stay reachable; a wider
+// range that contains it is fine, the own route being more specific.
+func fenceRanges(others, own []*net.IPNet) ([]*net.IPNet, error) {
+	bridges, err := hostBridgeNets()
+	if err != nil {
+		return nil, err
+	}
+	var all []*net.IPNet
+	for _, cidr := range blockedRanges {
+		_, n, _ := net.ParseCIDR(cidr)
+		all = append(all, n)
+	}
+	all = append(append(all, others...), bridges...)
+	seen := map[string]bool{}
+	var out []*net.IPNet
+next:
+	for _, n := range all {
+		if n == nil || n.IP.To4() == nil || seen[n.String()] {
+			continue
+		}
+		for _, o := range own {
+			if inside(n, o) {
+				continue next
+			}
+		}
+		seen[n.String()] = true
+		out = append(out, &net.IPNet{IP: n.IP.Mask(n.Mask), Mask: n.Mask})
+	}
+	return out, nil
+}
+
+// inside says whether n lies within o (o itself included).
+func inside(n, o *net.IPNet) bool {
+	nOnes, _ := n.Mask.Size()
+	oOnes, _ := o.Mask.Size()
+	return o.Contains(n.IP) && nOnes >= oOnes
+}
+
+// hostBridgeNets is every IPv4 subnet the host reaches directly (a route of
+// scope link, or an address's prefix) on a bridge or a veth: other
+// networks' containers and VMs, and the host's own addresses there. Links
+// that carry a default route are left out: that is the host's uplink (a
+// bridge, on hosts whose NIC is enslaved to one; a veth, when the host is
+// itself a container), and its subnet is the outside world an instance
+// reaches by NAT as before, as are routed networks beyond it (a VPC, the
+// internet). The host's own addresses there stay reachable, as they are
+// through the instance's gateway, which is the host too.
+func hostBridgeNets() ([]*net.IPNet, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list the host's links: %w", err)
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's routes: %w", err)
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's addresses: %w", err)
+	}
+	uplink := map[int]bool{}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			uplink[r.LinkIndex] = true
+			for _, nh := range r.MultiPath {
+				uplink[nh.LinkIndex] = true
+			}
+		}
+	}
+	fenced := map[int]bool{}
+	for _, l := range links {
+		if t := l.Type(); (t == "bridge" || t == "veth") && !uplink[l.Attrs().Index] {
+			fenced[l.Attrs().Index] = true
+		}
+	}
+	var out []*net.IPNet
+	for _, r := range routes {
+		if r.Scope == netlink.SCOPE_LINK && r.Dst != nil && !r.Dst.IP.IsUnspecified() && fenced[r.LinkIndex] {
+			out = append(out, r.Dst)
+		}
+	}
+	for _, a := range addrs {
+		if fenced[a.LinkIndex] && a.IPNet != nil {
+			out = append(out, &net.IPNet{IP: a.IP.Mask(a.Mask), Mask: a.Mask})
+		}
+	}
+	return out, nil
 }
 
 // rtnUnreachable is RTN_UNREACHABLE (linux/rtnetlink.h), spelled out so the
@@ -83,39 +184,60 @@ func tbfFor(link int, bps int64) *netlink.Tbf {
 	}
 }
 
-// sandboxNetns sets the blocked routes and the rate of the container whose
-// first process is pid. bridge is the host bridge of its Podman network
-// ("" under rootless Podman, whose gateway traffic arrives on the
-// namespace's loopback: see shapeLoopback). port is the app's port.
-func sandboxNetns(pid int, bridge string, bps int64, port int) (string, error) {
+// netSetup is what sandboxNetns sets up for one instance.
+type netSetup struct {
+	pid    int    // the container's first process, whose network namespace it is
+	bridge string // the host bridge of its Podman network; "" under rootless Podman
+	bps    int64  // the rate in each direction, bits/s
+	port   int    // the app's port
+	others []*net.IPNet
+}
+
+// sandboxNetns fences off and shapes the network namespace of the
+// container whose first process is ns.pid. Under rootless Podman (no
+// bridge) the gateway's traffic arrives on the namespace's loopback: see
+// shapeLoopback.
+func sandboxNetns(ns netSetup) (string, error) {
+	pid, bridge, bps, port := ns.pid, ns.bridge, ns.bps, ns.port
 	if pid <= 0 {
 		return "", errors.New("the container has no process to find its network namespace by")
 	}
-	ns, err := netns.GetFromPid(pid)
+	nsh, err := netns.GetFromPid(pid)
 	if err != nil {
 		if os.IsPermission(err) {
 			return "", fmt.Errorf("open the network namespace of process %d: %w (podcell must run as root to shape and fence instances)", pid, err)
 		}
 		return "", fmt.Errorf("open the network namespace of process %d: %w", pid, err)
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
 	if err != nil {
 		return "", fmt.Errorf("netlink in the network namespace of process %d: %w", pid, err)
 	}
 	defer h.Close()
 
-	for _, cidr := range blockedRanges {
-		_, dst, _ := net.ParseCIDR(cidr)
-		if err := h.RouteReplace(&netlink.Route{Dst: dst, Type: rtnUnreachable}); err != nil {
-			return "", fmt.Errorf("route %s unreachable in the container: %w", cidr, err)
-		}
-	}
-
 	out, err := defaultLink(h)
 	if err != nil {
 		return "", err
 	}
+	addrs, err := h.AddrList(out, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("the container's addresses on %s: %w", out.Attrs().Name, err)
+	}
+	var own []*net.IPNet
+	for _, a := range addrs {
+		own = append(own, &net.IPNet{IP: a.IP.Mask(a.Mask), Mask: a.Mask})
+	}
+	fence, err := fenceRanges(ns.others, own)
+	if err != nil {
+		return "", err
+	}
+	for _, dst := range fence {
+		if err := h.RouteReplace(&netlink.Route{Dst: dst, Type: rtnUnreachable}); err != nil {
+			return "", fmt.Errorf("route %s unreachable in the container: %w", dst, err)
+		}
+	}
+
 	rate := fmt.Sprintf("%.1f Mbit/s", float64(bps)/1e6)
 	if bridge == "" {
 		// Rootless: slirp4netns's tap carries the instance's own
