@@ -179,6 +179,9 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := CheckServiceBandwidth("bandwidth", cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit); err != nil {
+		return nil, fmt.Errorf("service %s: %w", cfg.Name, err)
+	}
 	if !s.host.LimitsEnforced() && !s.opts.AllowUnenforcedLimits {
 		return nil, fmt.Errorf("service %s: this host runs rootless Podman on cgroup v1, which ignores memory and CPU limits; "+
 			"use rootful Podman (podcell runs it with userns=auto), move to a cgroup v2 host, or set allow_unenforced_limits to run without limits", cfg.Name)
