@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 )
 
@@ -311,6 +312,7 @@ func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, inf
 			return in, fmt.Errorf("the container is on network %q, not the service's %q", info.Network, n.Name)
 		}
 		setup.bridge = n.Interface
+		setup.ifb = ifbFor(s.opts.Owner, cfg.Name, info.Name, info.ID)
 		s.net.mu.Lock()
 		setup.others = s.net.subnets
 		s.net.mu.Unlock()
@@ -321,6 +323,51 @@ func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, inf
 	}
 	in.Shaping = how
 	return in, nil
+}
+
+// removeContainer removes a container, and then the IFB device that
+// shaped what it sent (shapeIngress), which outlives the container's veth.
+// Every removal of an instance's container goes through it.
+func (s *Scaler) removeContainer(ctx context.Context, id string) error {
+	if err := s.rt.Remove(ctx, id); err != nil {
+		return err
+	}
+	if s.networks() == nil || id == "" {
+		return nil
+	}
+	if err := removeIFB(ifbFor(s.opts.Owner, "", "", id)); err != nil {
+		s.log.Warn("cannot remove a removed instance's shaping device; Reconcile will", zap.Error(err))
+	}
+	return nil
+}
+
+// reconcileIFBs removes the IFB devices of this owner whose container is
+// not an instance of a configured service: those of containers removed
+// while podcell was down, or by a podcell that crashed before it removed
+// the device. Reconcile calls it once it adopted what it keeps.
+func (s *Scaler) reconcileIFBs() error {
+	if s.networks() == nil {
+		return nil
+	}
+	links, err := ifbDevices()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		owner, service, name, id, ok := parseIFBAlias(l.Attrs().Alias)
+		if !ok || owner != s.opts.Owner {
+			continue
+		}
+		if svc := s.Service(service); svc != nil && svc.known(ContainerInfo{ID: id, Name: name}) {
+			continue
+		}
+		s.log.Info("removing leftover shaping device", zap.String("device", l.Attrs().Name), zap.String("container", name))
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("remove the device %s: %w", l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // exitedWhileStarting says whether a container whose network could not be

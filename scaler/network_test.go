@@ -148,23 +148,26 @@ func TestNetworkSandbox(t *testing.T) {
 	if len(nets) != 2 {
 		t.Fatalf("networks of owner %s: %v, want one per service", e.owner, nets)
 	}
-	// Each instance shaped on both ends of its link, at its tier's rate:
-	// 256 MB at 100 Mbit/s per core is 14.5 Mbit/s; B set 40.
+	// Each instance shaped on the host in both directions, at its tier's
+	// rate: 256 MB at 100 Mbit/s per core is 14.5 Mbit/s; B set 40.
+	ifbs := map[string]string{}
 	for _, c := range []struct {
 		svc  *scaler.Service
 		mbit float64
 	}{{a, 100 * 256.0 / 1769}, {b, 40}} {
 		snap := c.svc.Snapshot()
 		var in scaler.InstanceNet
+		id := ""
 		for _, i := range snap.Instances {
 			if i.State == "ready" {
-				in = i.Net
+				in, id = i.Net, i.ID
 			}
 		}
 		if in.Network != s.NetworkName(snap.Name) || fmt.Sprintf("%.2f", in.RateMbit) != fmt.Sprintf("%.2f", c.mbit) {
 			t.Errorf("%s: instance network %+v, want network %s at %.2f Mbit/s", snap.Name, in, s.NetworkName(snap.Name), c.mbit)
 		}
-		checkHostShaped(t, snap.Name, in, c.mbit)
+		ifbs[snap.Name] = checkHostShaped(t, e.rt, snap.Name, id, c.mbit)
+		t.Logf("%s: %s", snap.Name, in.Shaping)
 	}
 
 	// A removed service's network is gone once its instances are.
@@ -175,27 +178,95 @@ func TestNetworkSandbox(t *testing.T) {
 	if len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "neta" {
 		t.Errorf("networks after removing netb: %v, want neta's only", nets)
 	}
+	linkGone(t, "after removing netb", ifbs["netb"])
 }
 
-// checkHostShaped checks that the host end of an instance's veth carries a
-// token bucket at mbit.
-func checkHostShaped(t *testing.T, name string, in scaler.InstanceNet, mbit float64) {
+// checkHostShaped checks that an instance is shaped on the host, in both
+// directions, at mbit: the host end of its veth carries a tbf (to the
+// instance), and its ingress redirects every packet to an IFB device that
+// carries one (from the instance). Inside the container nothing is
+// shaped. It returns the IFB's name.
+func checkHostShaped(t *testing.T, rt *scaler.Podman, name, id string, mbit float64) string {
 	t.Helper()
-	veth := ""
-	if i := strings.Index(in.Shaping, "host's "); i >= 0 {
-		veth = strings.TrimRight(strings.Fields(in.Shaping[i+len("host's "):])[0], ")")
-	}
-	link, err := netlink.LinkByName(veth)
+	info, err := rt.Inspect(context.Background(), id)
 	if err != nil {
-		t.Fatalf("%s: shaping %q names no host link: %v", name, in.Shaping, err)
+		t.Fatal(err)
 	}
-	qs, _ := netlink.QdiscList(link)
+	ns, err := netns.GetFromPid(info.Pid)
+	if err != nil {
+		t.Fatalf("%s: network namespace: %v", name, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qs, _ := h.QdiscList(eth0); hasTbf(qs, 0) {
+		t.Errorf("%s: the container's eth0 has a tbf %v; the rate belongs on the host", name, qs)
+	}
+	veth, err := netlink.LinkByIndex(eth0.Attrs().ParentIndex)
+	if err != nil {
+		t.Fatalf("%s: the host end of eth0: %v", name, err)
+	}
+	if qs, _ := netlink.QdiscList(veth); !hasTbf(qs, mbit) {
+		t.Errorf("%s: qdiscs on the host's %s: %v, want a tbf at %.2f Mbit/s (to the instance)", name, veth.Attrs().Name, qs, mbit)
+	}
+	filters, err := netlink.FilterList(veth, netlink.MakeHandle(0xffff, 0))
+	if err != nil || len(filters) == 0 {
+		t.Fatalf("%s: no ingress filter on the host's %s (%v): what the instance sends is not redirected to be shaped", name, veth.Attrs().Name, err)
+	}
+	u32, ok := filters[0].(*netlink.U32)
+	if !ok || u32.RedirIndex == 0 {
+		t.Fatalf("%s: ingress filter on %s is %+v, want a u32 that redirects to an IFB", name, veth.Attrs().Name, filters[0])
+	}
+	ifb, err := netlink.LinkByIndex(u32.RedirIndex)
+	if err != nil || ifb.Type() != "ifb" || ifb.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("%s: the ingress of %s redirects to link %d (%v): want an IFB that is up", name, veth.Attrs().Name, u32.RedirIndex, err)
+	}
+	if qs, _ := netlink.QdiscList(ifb); !hasTbf(qs, mbit) {
+		t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s (from the instance)", name, ifb.Attrs().Name, qs, mbit)
+	}
+	return ifb.Attrs().Name
+}
+
+// hasTbf says whether qs has a tbf at mbit (any rate if 0).
+func hasTbf(qs []netlink.Qdisc, mbit float64) bool {
 	for _, q := range qs {
-		if tbf, isTbf := q.(*netlink.Tbf); isTbf && float64(tbf.Rate*8)/1e6 > mbit*0.99 && float64(tbf.Rate*8)/1e6 < mbit*1.01 {
-			return
+		if tbf, ok := q.(*netlink.Tbf); ok && (mbit == 0 || math.Abs(float64(tbf.Rate*8)/1e6-mbit) < mbit/100) {
+			return true
 		}
 	}
-	t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s", name, veth, qs, mbit)
+	return false
+}
+
+// ownedIFBs lists the host's IFB devices that podcell made for owner's
+// instances (their alias names the owner).
+func ownedIFBs(t *testing.T, owner string) []string {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "ifb" && strings.HasPrefix(l.Attrs().Alias, "podcell owner="+owner+" ") {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// linkGone checks that the host has no link named name.
+func linkGone(t *testing.T, what, name string) {
+	t.Helper()
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Errorf("%s: the host still has %s", what, name)
+	}
 }
 
 // TestPreparedStandby: once a service was used, its standby is initialized
@@ -241,7 +312,7 @@ func TestPreparedStandby(t *testing.T) {
 		t.Errorf("the standby's process %d is %q (%v), want runc's init waiting to exec the app", info.Pid, comm, err)
 	}
 	mbit := 100 * 256.0 / 1769
-	checkHostShaped(t, "the standby", standby.Net, mbit)
+	checkHostShaped(t, e.rt, "the standby", standby.ID, mbit)
 
 	// Keep the next instance up through the checks (not a new revision).
 	cfg.IdleTimeout, cfg.StableWindow = time.Minute, time.Minute
@@ -272,7 +343,7 @@ func TestPreparedStandby(t *testing.T) {
 	if ready.Net.Network != s.NetworkName("prep") {
 		t.Errorf("instance network %+v, want %s", ready.Net, s.NetworkName("prep"))
 	}
-	checkHostShaped(t, "the instance", ready.Net, mbit)
+	checkHostShaped(t, e.rt, "the instance", ready.ID, mbit)
 	fenced(t, "the instance to 169.254.169.254:80", dialFrom(t, l.Addr, "169.254.169.254:80"))
 }
 

@@ -361,7 +361,7 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 		go func() {
 			defer wg.Done()
 			svc.sc.rt.Stop(ctx, id, grace)
-			errs[i] = svc.sc.rt.Remove(ctx, id)
+			errs[i] = svc.sc.removeContainer(ctx, id)
 			svc.sc.obs.InstanceRemoved(svc.name, id)
 		}()
 	}
@@ -682,11 +682,14 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 		}
 		s.log.Info("removing leftover container", zap.String("container", c.Name), zap.String("state", c.State))
 		s.rt.Stop(ctx, c.ID, time.Second)
-		if err := s.rt.Remove(ctx, c.ID); err != nil {
+		if err := s.removeContainer(ctx, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
 		}
 	}
 	if err := s.reconcileNetworks(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.reconcileIFBs(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
