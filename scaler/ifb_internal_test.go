@@ -8,24 +8,32 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// testVeth makes a veth pair on the host, removed at the end, and returns
+// one end, standing for the host end of an instance's veth.
+func testVeth(tb testing.TB, prefix string) netlink.Link {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root to make links")
+	}
+	name := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name + "a"}, PeerName: name + "b"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { netlink.LinkDel(veth) })
+	host, err := netlink.LinkByName(name + "a")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return host
+}
+
 // shapeIngress on a veth of the test's own (no Podman): the IFB is made
 // up with a tbf at the rate and the veth's ingress redirects to it; a
 // second call (an adopted instance) takes it over without a second filter;
 // removeIFB removes it, and leaves a device that is not podcell's alone.
 func TestShapeIngressAndRemoveIFB(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make links")
-	}
-	name := fmt.Sprintf("pcti%d", os.Getpid()%100000)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name + "a"}, PeerName: name + "b"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatal(err)
-	}
-	defer netlink.LinkDel(veth)
-	host, err := netlink.LinkByName(name + "a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	host := testVeth(t, "pcti")
 	dev := ifbFor("podcelltest", "svc", "podcelltest-svc-1", fmt.Sprintf("%012x0000", os.Getpid()))
 	defer removeIFB(dev)
 	for range 2 {
@@ -76,19 +84,7 @@ func TestShapeIngressAndRemoveIFB(t *testing.T) {
 // ingress (shapeIngress), and removing the IFB later (removeIFB, off the
 // request path). go test -run - -bench ShapeIngress ./scaler/
 func BenchmarkShapeIngress(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to make links")
-	}
-	name := fmt.Sprintf("pctb%d", os.Getpid()%100000)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name + "a"}, PeerName: name + "b"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		b.Fatal(err)
-	}
-	defer netlink.LinkDel(veth)
-	host, err := netlink.LinkByName(name + "a")
-	if err != nil {
-		b.Fatal(err)
-	}
+	host := testVeth(b, "pctb")
 	b.Run("shape", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			dev := ifbFor("podcellbench", "svc", "c", fmt.Sprintf("%012x", i))

@@ -476,6 +476,31 @@ func checkLoopbackShaped(t *testing.T, rt *scaler.Podman, id string, mbit float6
 	}
 }
 
+// inNetns runs f on this goroutine's OS thread once move (netns.New, or
+// netns.Set) has put the thread in another network namespace, and puts it
+// back in the host's.
+func inNetns(t *testing.T, move func() error, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err = move(); err == nil {
+		f()
+	}
+	if serr := netns.Set(orig); serr != nil {
+		// The thread stays locked, and ends with the goroutine.
+		t.Fatalf("back to the host's network namespace: %v", serr)
+	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatalf("enter a network namespace: %v", err)
+	}
+}
+
 // testNetns is a network namespace of a test's own, standing for a machine
 // beside the host: it is linked to the host by a veth pair (host end
 // hostEnd) and removed with its links at the end of the test.
@@ -491,21 +516,9 @@ type testNetns struct {
 // address or enslave.
 func newTestNetns(t *testing.T, prefix string) *testNetns {
 	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ns, err := netns.New() // moves this thread into it
-	if serr := netns.Set(orig); serr != nil {
-		t.Fatalf("back to the host's network namespace: %v", serr) // the thread stays locked, and dies with the test
-	}
-	orig.Close()
-	runtime.UnlockOSThread()
-	if err != nil {
-		t.Fatalf("new network namespace: %v", err)
-	}
+	var ns netns.NsHandle
+	inNetns(t, func() (err error) { ns, err = netns.New(); return err }, func() {})
+	var err error
 	tn := &testNetns{ns: ns}
 	t.Cleanup(func() {
 		if tn.hostEnd != nil {
@@ -529,10 +542,8 @@ func newTestNetns(t *testing.T, prefix string) *testNetns {
 	if tn.inside, err = tn.h.LinkByName(prefix + "n"); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []netlink.Link{tn.inside} {
-		if err := tn.h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
+	if err := tn.h.LinkSetUp(tn.inside); err != nil {
+		t.Fatal(err)
 	}
 	if lo, err := tn.h.LinkByName("lo"); err != nil || tn.h.LinkSetUp(lo) != nil {
 		t.Fatalf("lo in the test namespace: %v", err)
@@ -557,22 +568,11 @@ func (tn *testNetns) addr(t *testing.T, link netlink.Link, cidr string) {
 // connection closed.
 func (tn *testNetns) listen(t *testing.T, addr string) (net.Listener, <-chan string) {
 	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	if err := netns.Set(tn.ns); err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", addr) // the socket is the namespace's for good
-	if serr := netns.Set(orig); serr != nil {
-		t.Fatalf("back to the host's network namespace: %v", serr)
-	}
-	orig.Close()
-	runtime.UnlockOSThread()
+	var ln net.Listener
+	var err error
+	inNetns(t, func() error { return netns.Set(tn.ns) }, func() {
+		ln, err = net.Listen("tcp", addr) // the socket is the namespace's for good
+	})
 	if err != nil {
 		t.Fatalf("listen on %s in the test namespace: %v", addr, err)
 	}
