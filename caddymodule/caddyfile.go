@@ -74,8 +74,8 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if !d.AllArgs(&app.UserNS) {
 				return nil, d.ArgErr()
 			}
-			if app.UserNS != "auto" && app.UserNS != "host" {
-				return nil, d.Errf("userns %q: use auto or host", app.UserNS)
+			if err := scaler.CheckUserNS(app.UserNS); err != nil {
+				return nil, d.Errf("%v", err)
 			}
 		case "allow_unenforced_limits":
 			app.AllowUnenforcedLimits = true
@@ -449,9 +449,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.HealthPath) {
 				return d.ArgErr()
 			}
-			if !strings.HasPrefix(h.HealthPath, "/") {
-				return d.Errf("health_path %q must start with '/'", h.HealthPath)
-			}
 		case "drain_timeout":
 			err = durArg(&h.DrainTimeout)
 		case "stop_grace":
@@ -483,14 +480,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if h.Service == "" && len(h.Hosts) == 0 {
 		return d.Errf("podcell needs a service name (podcell <name> { image ... }) or, for host mode, a hosts line (podcell { hosts *.apps.localhost })")
 	}
-	if h.Service != "" && h.Image == "" && h.Git == nil {
-		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
-	}
 	if h.Git != nil && h.Git.URL == "" {
 		return d.Errf("podcell %s: root, runtime, install, build, build_env, start and the build_* limits need a git repository: git <url> [ref]", h.Service)
 	}
-	// Catch the rest of what the scaler or builder would refuse while we
-	// still know the line.
+	// The spec's one check (ServiceSpec.Validate), while the error can
+	// still point at the service's block.
 	if err := h.Validate(); err != nil {
 		return d.Errf("%v", err)
 	}

@@ -172,6 +172,8 @@ func TestCaddyfileRefuses(t *testing.T) {
 		"cron method":          {"podcell a {\n\timage x\n\tcron @daily FETCH /x\n}", `method "FETCH" is not supported`},
 		"cron secret env":      {"podcell a {\n\timage x\n\tenv PODCELL_CRON_SECRET x\n}", "PODCELL_CRON_SECRET is set by podcell"},
 		"port env":             {"podcell a {\n\timage x\n\tenv PORT 1\n}", "env PORT is set by podcell"},
+		"health_path":          {"podcell a {\n\timage x\n\thealth_path healthz\n}", `service a: health_path "healthz" must start with '/'`},
+		"long env name":        {"podcell a {\n\timage x\n\tenv " + strings.Repeat("A", 129) + " 1\n}", "use up to 128 letters"},
 		"cron in host mode":    {"podcell {\n\thosts *.a.localhost\n\tcron @daily GET /x\n}", "cron belongs in the block of a named service"},
 		"hosts and service":    {"podcell a {\n\timage x\n\thosts *.a.localhost\n}", "set a service or hosts, not both"},
 		"bad host pattern":     {"podcell {\n\thosts apps.localhost\n}", "use a wildcard pattern"},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -291,9 +290,6 @@ func (s ServiceSpec) Warnings(name string) []string {
 	return out
 }
 
-// envNameRE is what an env var's name may be.
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-
 // Bounds on what one service's env may hold.
 const (
 	MaxEnvValue = 32 << 10
@@ -305,14 +301,13 @@ const (
 // check the Podcell-Cron-Secret header of a scheduled call against.
 const CronSecretEnv = "PODCELL_CRON_SECRET"
 
-// CheckEnvName rejects a name no env var may have or that podcell sets.
+// CheckEnvName rejects a name no env var may have or that podcell sets:
+// the scaler's rule (a variable name, not PORT), and the cron secret's.
 func CheckEnvName(k string) error {
-	switch {
-	case !envNameRE.MatchString(k):
-		return Errorf(http.StatusBadRequest, "env name %q is invalid: use up to 128 letters, digits and '_', not starting with a digit", k)
-	case k == "PORT":
-		return Errorf(http.StatusBadRequest, "env PORT is set by podcell from the service's port setting: change port instead")
-	case k == CronSecretEnv:
+	if err := scaler.CheckEnvName(k); err != nil {
+		return Errorf(http.StatusBadRequest, "%v", err)
+	}
+	if k == CronSecretEnv {
 		return Errorf(http.StatusBadRequest, "env %s is set by podcell to the service's cron secret and cannot be changed: remove it from env", CronSecretEnv)
 	}
 	return nil

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/podcell/podcell/scaler"
 )
 
 // Job is one scheduled HTTP call to a service. Zero values take the
@@ -91,9 +92,6 @@ const (
 	MaxRetries     = 10
 )
 
-// nameRE is the scaler's service name rule, for job names too.
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
-
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // WithDefaults returns j with every unset field at its default.
@@ -151,14 +149,15 @@ func (j Job) Validate() error {
 
 // parse validates j and reads its schedule.
 func (j Job) parse() (schedule, error) {
-	if !nameRE.MatchString(j.Service) {
-		return schedule{}, fmt.Errorf("cron job %q: service name %q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", j.Name, j.Service)
+	if err := scaler.CheckName(j.Service); err != nil {
+		return schedule{}, fmt.Errorf("cron job %q: service name %w", j.Name, err)
 	}
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("cron job %q of service %s: "+format, append([]any{j.Name, j.Service}, args...)...)
 	}
-	if !nameRE.MatchString(j.Name) {
-		return schedule{}, errf("name %q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", j.Name)
+	// A job's name follows the service name's rule.
+	if err := scaler.CheckName(j.Name); err != nil {
+		return schedule{}, errf("name %w", err)
 	}
 	loc, err := time.LoadLocation(j.TimeZone)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/scaler"
 )
 
 func TestValidateNamesJobAndField(t *testing.T) {
@@ -92,8 +94,8 @@ func TestDefaultName(t *testing.T) {
 		DefaultName("@every 1h", "/"+strings.Repeat("very-long-segment/", 10)),
 		DefaultName("", "/---/"),
 	} {
-		if !nameRE.MatchString(n) {
-			t.Errorf("default name %q is not a valid name", n)
+		if err := scaler.CheckName(n); err != nil {
+			t.Errorf("default name %q is not a valid name: %v", n, err)
 		}
 	}
 	if DefaultName("0 3 * * *", "/") != "cron-"+DefaultName("0 3 * * *", "/")[5:] {
