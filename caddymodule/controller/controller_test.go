@@ -482,24 +482,40 @@ func TestNotStarted(t *testing.T) {
 	wantCode(t, "env", err, http.StatusServiceUnavailable, "not running")
 }
 
-// A record of a newer format stops the store from opening; an older
-// podcell never rewrites what it does not understand.
+// A record of a newer format, of any kind, stops the store from opening,
+// naming the record; an older podcell never rewrites what it does not
+// understand.
 func TestNewerRecordFormatRefused(t *testing.T) {
-	dir := t.TempDir()
-	key, _ := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
-	st, err := store.Open(filepath.Join(dir, "store"), key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Put("service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}})
-	st.Close()
-	c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if err := c.Start(Settings{}, nil); err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Errorf("a newer record: %v", err)
+	for _, tc := range []struct {
+		key  string
+		rec  map[string]any
+		says string
+	}{
+		{"service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}},
+			fmt.Sprintf("service record x has format %d, newer than this podcell's %d", store.ServiceFormat+1, store.ServiceFormat)},
+		{"revision/x/0000000001", map[string]any{"v": store.RevisionFormat + 1, "seq": 1, "id": "abc", "image": "x"},
+			fmt.Sprintf("revision record x/0000000001 has format %d, newer", store.RevisionFormat+1)},
+		{"build/x/0000000001", map[string]any{"v": store.BuildFormat + 1, "id": 1},
+			fmt.Sprintf("build record x/0000000001 has format %d, newer", store.BuildFormat+1)},
+		{"cron/x/tick", map[string]any{"v": store.CronJobFormat + 1, "schedule": "@hourly", "path": "/"},
+			fmt.Sprintf("cron job record x/tick has format %d, newer", store.CronJobFormat+1)},
+	} {
+		dir := t.TempDir()
+		key, _ := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
+		st, err := store.Open(filepath.Join(dir, "store"), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Put(tc.key, tc.rec)
+		st.Close()
+		c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(Settings{}, nil); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want %q", tc.key, err, tc.says)
+		}
+		c.Close(context.Background())
 	}
 }
 
