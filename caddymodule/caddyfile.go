@@ -461,7 +461,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Service == "" {
 				return d.Errf("cron belongs in the block of a named service (podcell <name> { cron ... }), not in host mode")
 			}
-			var job controller.CronJob
+			var job cron.Job
 			if job, err = parseCron(d, h.Service); err == nil {
 				h.Cron = append(h.Cron, job)
 			}
@@ -492,13 +492,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // parseCron reads a cron line of service and its block of options.
-func parseCron(d *caddyfile.Dispenser, service string) (controller.CronJob, error) {
+func parseCron(d *caddyfile.Dispenser, service string) (cron.Job, error) {
 	args := d.RemainingArgs()
 	if len(args) < 3 || len(args) > 4 {
-		return controller.CronJob{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
+		return cron.Job{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
 	}
 	// Methods are upper case, as Caddy's method matcher takes them.
-	c := controller.CronJob{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
+	c := cron.Job{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
 	if len(args) == 4 {
 		c.Body = args[3]
 	}
@@ -545,7 +545,7 @@ func parseCron(d *caddyfile.Dispenser, service string) (controller.CronJob, erro
 		}
 	}
 	// Here, while the error can still point at the job's lines.
-	if err := c.Job(service).Validate(); err != nil {
+	if err := c.For(service).Validate(); err != nil {
 		return c, d.Errf("%v", err)
 	}
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/cron"
 )
 
 // The Caddyfile through Caddy's own adapter, in process: what `caddy adapt`
@@ -119,7 +120,7 @@ http://*.apps.localhost {
 		"hello": {Image: "localhost/hello:latest", Port: 9000, Env: map[string]string{"GREETING": "hello world", "DB": "{file./run/secrets/db}"},
 			MemoryMB: 512, MinInstances: 1, PauseAfter: -1, IdleTimeout: controller.Duration(2 * time.Minute),
 			QueueTimeout: controller.Duration(5 * time.Second), HealthPath: "/healthz",
-			Cron: []controller.CronJob{{Schedule: "@hourly", Method: "POST", Path: "/tasks/sync"}}},
+			Cron: []cron.Job{{Schedule: "@hourly", Method: "POST", Path: "/tasks/sync"}}},
 		"app": {Git: &controller.GitSource{URL: "https://example.com/app.git", Ref: "main", Runtime: "python3.11-debian",
 			Install: "pip install -r requirements/prod.txt", BuildEnv: map[string]string{"PIP_INDEX_URL": "https://pypi.internal/simple"},
 			PollInterval: controller.Duration(time.Minute), WebhookPath: "/_podcell/deploy", WebhookSecret: "{env.HOOK}", BuildMemoryMB: 1024}},

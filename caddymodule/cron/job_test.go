@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podcell/podcell/caddymodule/internal/duration"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -35,7 +36,7 @@ func TestValidateNamesJobAndField(t *testing.T) {
 		{"fragment", func(j *Job) { j.Path = "/x#y" }, `must not contain spaces or '#'`},
 		{"negative retries", func(j *Job) { j.Retries = -1 }, `cron job "nightly" of service hello: retries -1 is out of range: use 0 to 10`},
 		{"too many retries", func(j *Job) { j.Retries = 11 }, `retries 11 is out of range`},
-		{"negative timeout", func(j *Job) { j.Timeout = -time.Second }, `timeout -1s must be positive`},
+		{"negative timeout", func(j *Job) { j.Timeout = duration.Duration(-time.Second) }, `timeout -1s must be positive`},
 		{"name", func(j *Job) { j.Name = "Nightly_Job" }, `cron job "Nightly_Job" of service hello: name "Nightly_Job" is invalid`},
 		{"long name", func(j *Job) { j.Name = strings.Repeat("a", 41) }, `is invalid: use 1-40 lowercase letters`},
 		{"service", func(j *Job) { j.Service = "Hello World" }, `cron job "nightly": service name "Hello World" is invalid`},
@@ -75,7 +76,7 @@ func TestValidateAccepts(t *testing.T) {
 
 func TestWithDefaults(t *testing.T) {
 	j := Job{Service: "hello", Schedule: "@hourly", Path: "/x", Header: http.Header{}}.WithDefaults()
-	if j.Method != "GET" || j.TimeZone != "UTC" || j.Timeout != time.Minute || j.Overlap != OverlapSkip || j.Header != nil || j.Name == "" {
+	if j.Method != "GET" || j.TimeZone != "UTC" || j.Timeout != duration.Duration(time.Minute) || j.Overlap != OverlapSkip || j.Header != nil || j.Name == "" {
 		t.Fatalf("defaults: %+v", j)
 	}
 }
