@@ -120,3 +120,23 @@ func TestOverlapText(t *testing.T) {
 		t.Fatalf("bad overlap: %v", err)
 	}
 }
+
+// A job's JSON is what the store keeps and the admin API takes: the names
+// the controller's CronJob had before it became this type, no service
+// (a job is kept under its service), the timeout as nanoseconds or "30s".
+func TestJobJSON(t *testing.T) {
+	j := Job{Service: "web", Name: "nightly", Schedule: "@daily", Method: "POST", Path: "/x", Body: "b",
+		Header: http.Header{"X-A": {"1"}}, TimeZone: "Europe/Berlin", Timeout: duration.Duration(30 * time.Second), Retries: 2, Overlap: OverlapReplace}
+	b, err := json.Marshal(j)
+	want := `{"name":"nightly","schedule":"@daily","method":"POST","path":"/x","body":"b","header":{"X-A":["1"]},"tz":"Europe/Berlin","timeout":30000000000,"retries":2,"overlap":"replace"}`
+	if err != nil || string(b) != want {
+		t.Fatalf("%s, %v\nwant %s", b, err, want)
+	}
+	var back Job
+	if err := json.Unmarshal([]byte(`{"schedule":"@daily","path":"/x","timeout":"1m"}`), &back); err != nil || time.Duration(back.Timeout) != time.Minute {
+		t.Fatalf("timeout \"1m\": %v, %v", back.Timeout, err)
+	}
+	if b, _ := json.Marshal(Job{Schedule: "@hourly", Path: "/"}); string(b) != `{"schedule":"@hourly","path":"/"}` {
+		t.Errorf("a declared job with defaults unset: %s", b)
+	}
+}
