@@ -533,7 +533,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.scOld, err = scaler.New(ctx, b.rt, scaler.Options{Owner: b.owner, UserNS: *flagUserNS, NoNetworkSandbox: true})
+	b.scOld, err = scaler.New(ctx, b.rt, scaler.Options{Owner: b.owner, UserNS: *flagUserNS, NoNetworkSandbox: true, StandbyIdle: -1})
 	if err != nil {
 		return err
 	}

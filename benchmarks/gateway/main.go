@@ -804,6 +804,10 @@ func (b *bench) bareStart(ctx context.Context, cb *coldBench, record bool) error
 	if err != nil {
 		return err
 	}
+	// A bare Podman start runs on Podman's default network: the spec names
+	// the service's own network, which only the scaler makes (at its first
+	// create), and this container is not the scaler's.
+	cs.Network = ""
 	actx, cancel := api(ctx)
 	defer cancel()
 	id, err := b.raw.Create(actx, cs)
