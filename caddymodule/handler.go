@@ -71,6 +71,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app := appIface.(*App)
+	// Here, where the app's bandwidth_per_core is known.
+	if err := scaler.CheckServiceBandwidth("bandwidth", h.ServiceSpec.BandwidthMbit, app.BandwidthPerCoreMbit); err != nil {
+		return fmt.Errorf("podcell service %s: %w", h.Service, err)
+	}
 	h.ctrl = app.ctrl
 	for _, p := range h.Hosts {
 		suffix, _ := hostSuffix(p) // checked by Validate

@@ -59,6 +59,11 @@ http://{http} {
 	if err == nil || !strings.Contains(out, "memory 100 MB is out of range") {
 		t.Fatalf("caddy validate of memory 100MB: %v\n%s", err, tail(out, 10))
 	}
+	// A service's own bandwidth stops at what 4 cores get (4 x 200 Mbit/s).
+	out, err = validate(c.caddyfile(globals + strings.Replace(site, "memory 256MB", "memory 256MB\n\t\tbandwidth 900Mbit", 1)))
+	if err == nil || !strings.Contains(out, "bandwidth 900 Mbit/s is more than the top tier gets: use at most 800 Mbit/s") {
+		t.Fatalf("caddy validate of bandwidth 900Mbit: %v\n%s", err, tail(out, 10))
+	}
 
 	changed := c.caddyfile(globals + strings.Replace(site, "memory 256MB", "memory 256MB\n\t\tenv GREETING validated", 1))
 	if out, err := validate(changed); err != nil {

@@ -63,7 +63,7 @@ func (s *Service) cleanupCrashed(inst *instance, prev instState) {
 		zap.String("was", prev.String()), zap.Int("exit_code", inst.exitCode), zap.Bool("oom_killed", oom),
 		zap.Strings("logs", logs))
 	s.sc.obs.InstanceCrashed(name, inst.id, Crash{ExitCode: inst.exitCode, OOMKilled: oom, Was: prev.String(), Logs: logs})
-	if err := s.sc.rt.Remove(ctx, inst.id); err != nil {
+	if err := s.sc.removeContainer(ctx, inst.id); err != nil {
 		s.log.Warn("cannot remove dead container", zap.String("container", inst.name), zap.Error(err))
 	}
 	s.sc.obs.InstanceRemoved(name, inst.id)

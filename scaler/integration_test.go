@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/podcell/podcell/scaler"
@@ -59,6 +60,13 @@ func envFor(t *testing.T, rt *scaler.Podman, image, ownerPrefix string) *env {
 		for _, n := range ownedNetworks(t, rt, e.owner) {
 			t.Errorf("network %s left behind", n.Name)
 			rt.RemoveNetwork(ctx, n.Name)
+		}
+		// And the devices that shaped what instances sent.
+		for _, name := range ownedIFBs(t, e.owner) {
+			t.Errorf("shaping device %s left behind", name)
+			if l, err := netlink.LinkByName(name); err == nil {
+				netlink.LinkDel(l)
+			}
 		}
 	})
 	return e
@@ -569,6 +577,19 @@ func TestRestartAdoptsOrRemovesLeftovers(t *testing.T) {
 	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 2 {
 		t.Fatalf("networks after a keep-on-close stop: %v, want the 2 services'", nets)
 	}
+	if ifbs := ownedIFBs(t, e.owner); len(ifbs) != 2 {
+		t.Fatalf("shaping devices after a keep-on-close stop: %v, want the 2 instances'", ifbs)
+	}
+	// As if the first podcell crashed after removing a container and
+	// before removing its shaping device.
+	crashed := &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: "ifbdeadbeef0000"}}
+	if err := netlink.LinkAdd(crashed); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetAlias(crashed, "podcell owner="+e.owner+" service=gone container="+e.owner+"-gone-00000000 id=deadbeef0000ffff"); err != nil {
+		netlink.LinkDel(crashed)
+		t.Fatal(err)
+	}
 
 	// The next podcell only declares "survivor": its instance is adopted,
 	// the other service's container is removed.
@@ -586,6 +607,11 @@ func TestRestartAdoptsOrRemovesLeftovers(t *testing.T) {
 	// The adopted service keeps its network; the other one's is removed.
 	if nets := ownedNetworks(t, e.rt, e.owner); len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "survivor" {
 		t.Errorf("networks after reconcile: %v, want survivor's only", nets)
+	}
+	// The adopted instance keeps its shaping device; the removed one's and
+	// the crashed run's leftover are gone.
+	if ifbs := ownedIFBs(t, e.owner); len(ifbs) != 1 || ifbs[0] == crashed.Name {
+		t.Errorf("shaping devices after reconcile: %v, want the adopted instance's only", ifbs)
 	}
 	l, err := svc.Acquire(context.Background())
 	if err != nil {

@@ -144,7 +144,7 @@ func (s *Service) runCreateStandby(inst *instance, cfg ServiceConfig, lim Limits
 	}
 	s.mu.Unlock()
 	if stopped {
-		if err := s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id); err != nil {
+		if err := s.sc.removeContainer(context.WithoutCancel(s.sc.ctx), id); err != nil {
 			s.log.Warn("cannot remove container", zap.String("container", inst.name), zap.Error(err))
 		}
 	}
@@ -173,7 +173,7 @@ func (s *Service) runStart(inst *instance, cfg ServiceConfig, lim Limits) {
 		s.noteScaleLocked()
 		if inst.id != "" {
 			id := inst.id
-			s.spawn(func() { s.sc.rt.Remove(context.WithoutCancel(s.sc.ctx), id) })
+			s.spawn(func() { s.sc.removeContainer(context.WithoutCancel(s.sc.ctx), id) })
 		}
 		s.backoff = min(max(2*s.backoff, time.Second), 30*time.Second)
 		s.lastErr = se
@@ -292,7 +292,7 @@ func (s *Service) runStop(inst *instance, grace time.Duration) {
 		if err := s.sc.rt.Stop(ctx, id, grace); err != nil {
 			s.log.Debug("stop failed, removing anyway", zap.String("container", inst.name), zap.Error(err))
 		}
-		if err := s.sc.rt.Remove(ctx, id); err != nil {
+		if err := s.sc.removeContainer(ctx, id); err != nil {
 			s.log.Warn("cannot remove container", zap.String("container", inst.name), zap.Error(err))
 		}
 	}

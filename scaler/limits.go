@@ -119,6 +119,32 @@ func CheckBandwidth(what string, mbit int) error {
 	return nil
 }
 
+// MaxServiceBandwidthMbit is the most a service's own bandwidth may be:
+// what 4 cores get (4 x bandwidth_per_core), as memory, and with it CPU,
+// stops at 4 cores. perCoreMbit 0 is the default.
+func MaxServiceBandwidthMbit(perCoreMbit int) int {
+	if perCoreMbit <= 0 {
+		perCoreMbit = DefaultBandwidthPerCoreMbit
+	}
+	return perCoreMbit * MaxMemoryMB / MBPerCore
+}
+
+// CheckServiceBandwidth says whether a service's own bandwidth (option
+// what; 0: none, its memory's) is one it can have under perCoreMbit.
+func CheckServiceBandwidth(what string, mbit, perCoreMbit int) error {
+	if mbit == 0 {
+		return nil
+	}
+	if err := CheckBandwidth(what, mbit); err != nil {
+		return err
+	}
+	if top := MaxServiceBandwidthMbit(perCoreMbit); mbit > top {
+		return fmt.Errorf("%s %d Mbit/s is more than the top tier gets: use at most %d Mbit/s, what 4 cores get (4 x bandwidth_per_core %d Mbit/s), or raise bandwidth_per_core",
+			what, mbit, top, top/(MaxMemoryMB/MBPerCore))
+	}
+	return nil
+}
+
 // BandwidthFor is an instance's rate in bits per second, in each
 // direction: serviceMbit if set, else perCoreMbit times memoryMB/1769.
 func BandwidthFor(memoryMB, serviceMbit, perCoreMbit int) int64 {

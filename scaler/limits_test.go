@@ -167,3 +167,24 @@ func TestBandwidthFor(t *testing.T) {
 		t.Error("setting bandwidth kept the revision")
 	}
 }
+
+// A service's own bandwidth is capped at what 4 cores get, as memory is at
+// the top tier: 4 x bandwidth_per_core.
+func TestServiceBandwidthCap(t *testing.T) {
+	for _, c := range []struct {
+		mbit, perCore int
+		want          string // "" if accepted
+	}{
+		{0, 0, ""},
+		{800, 0, ""}, // the default 200 per core
+		{801, 0, "bandwidth 801 Mbit/s is more than the top tier gets: use at most 800 Mbit/s, what 4 cores get (4 x bandwidth_per_core 200 Mbit/s)"},
+		{400, 100, ""},
+		{401, 100, "use at most 400 Mbit/s"},
+		{100_001, 100_000, "out of range"},
+	} {
+		err := CheckServiceBandwidth("bandwidth", c.mbit, c.perCore)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("bandwidth %d at %d per core: %v, want %q", c.mbit, c.perCore, err, c.want)
+		}
+	}
+}

@@ -10,18 +10,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 )
 
 // Each service's instances share a Podman network of their own, so one
 // service cannot reach another's instances behind the gateway's back (its
-// header stripping, webhooks and metrics): the network is a bridge with
-// netavark's isolate option, which drops traffic between it and every other
-// bridge on the host, while the host (the gateway) still reaches it and its
-// instances reach the outside through NAT as before. The network is made on
-// the service's first container, labelled like the containers (owner and
-// service), removed with the service, and adopted or removed by Reconcile
-// after a restart as containers are.
+// header stripping, webhooks and metrics). The network is a bridge with
+// netavark's isolate option, which on netavark 1.4 (Debian 12) only drops
+// forwarded traffic between isolated networks: an isolated bridge still
+// reaches Podman's default network, docker0 or libvirt's bridges. What
+// fences an instance off from those, and from other services' networks at
+// once rather than by a silent drop, are the unreachable routes in its
+// network namespace (fenceRanges in shape.go). The host (the gateway)
+// reaches every instance, and instances reach the outside through NAT as
+// before. The network is made on the service's first container, labelled
+// like the containers (owner and service), removed with the service, and
+// adopted or removed by Reconcile after a restart as containers are.
 //
 // Rootless Podman gives each container a network namespace of its own
 // behind slirp4netns, with the host's loopback (where rootless ports are
@@ -67,6 +72,12 @@ const podcellPool = "10.89.0.0/16"
 type netState struct {
 	mu        sync.Mutex // held while a network is looked up or made: not on the request path
 	byService map[string]NetworkInfo
+	// subnets is every Podman network's subnet at the last list, which
+	// each instance is fenced off from (fenceRanges): also those of
+	// networks whose bridge is not up yet, and so has no host route to
+	// find it by. Listed when a network is made or adopted, at Reconcile
+	// and when a standby is prepared, never on a cold start's path.
+	subnets []*net.IPNet
 }
 
 // networks is the engine's network API if services get networks of their
@@ -131,6 +142,7 @@ func (s *Scaler) ensureNetwork(ctx context.Context, service string) (NetworkInfo
 	if err != nil {
 		return NetworkInfo{}, fmt.Errorf("network for service %s: list networks: %w", service, err)
 	}
+	s.net.subnets = subnetsOf(list)
 	var used []*net.IPNet
 	for _, n := range list {
 		if n.Name == name {
@@ -149,6 +161,7 @@ func (s *Scaler) ensureNetwork(ctx context.Context, service string) (NetworkInfo
 		n, err := nw.CreateNetwork(ctx, NetworkSpec{Name: name, Subnet: subnet,
 			Labels: map[string]string{LabelOwner: s.opts.Owner, LabelService: service}})
 		if err == nil {
+			s.net.subnets = append(s.net.subnets, subnet)
 			s.log.Info("created the service's network", zap.String("service", service), zap.String("network", name), zap.Stringer("subnet", subnet))
 			return s.keepNetwork(service, n), nil
 		}
@@ -159,6 +172,34 @@ func (s *Scaler) ensureNetwork(ctx context.Context, service string) (NetworkInfo
 		// we listed: try the next.
 		used = append(used, subnet)
 	}
+}
+
+// subnetsOf is the subnets of networks.
+func subnetsOf(networks []NetworkInfo) []*net.IPNet {
+	var out []*net.IPNet
+	for _, n := range networks {
+		out = append(out, n.Subnets...)
+	}
+	return out
+}
+
+// refreshSubnets lists the engine's networks again for fenceRanges, so a
+// network made since the last list is fenced off from the instances set up
+// from now on. Off the request path: a standby's preparation calls it. A
+// failure keeps the last list.
+func (s *Scaler) refreshSubnets(ctx context.Context) {
+	nw := s.networks()
+	if nw == nil {
+		return
+	}
+	list, err := nw.ListNetworks(ctx)
+	if err != nil {
+		s.log.Warn("cannot list networks to fence instances off from them", zap.Error(err))
+		return
+	}
+	s.net.mu.Lock()
+	s.net.subnets = subnetsOf(list)
+	s.net.mu.Unlock()
 }
 
 func (s *Scaler) keepNetwork(service string, n NetworkInfo) NetworkInfo {
@@ -228,6 +269,9 @@ func (s *Scaler) reconcileNetworks(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list networks: %w", err)
 	}
+	s.net.mu.Lock()
+	s.net.subnets = subnetsOf(list)
+	s.net.mu.Unlock()
 	var errs []error
 	for _, n := range list {
 		if n.Labels[LabelOwner] != s.opts.Owner || s.Service(n.Labels[LabelService]) != nil {
@@ -250,7 +294,7 @@ func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, inf
 		in.RateMbit, in.Shaping = 0, "not fenced or shaped: the engine is not Podman, or the sandbox is off"
 		return in, nil
 	}
-	bridge := ""
+	setup := netSetup{pid: info.Pid, bps: lim.BandwidthBps, port: cfg.Port}
 	if s.host.Rootless {
 		if os.Geteuid() != 0 {
 			// Entering a rootless container's namespace takes root on the
@@ -267,14 +311,63 @@ func (s *Scaler) sandbox(ctx context.Context, cfg ServiceConfig, lim Limits, inf
 		if info.Network != n.Name {
 			return in, fmt.Errorf("the container is on network %q, not the service's %q", info.Network, n.Name)
 		}
-		bridge = n.Interface
+		setup.bridge = n.Interface
+		setup.ifb = ifbFor(s.opts.Owner, cfg.Name, info.Name, info.ID)
+		s.net.mu.Lock()
+		setup.others = s.net.subnets
+		s.net.mu.Unlock()
 	}
-	how, err := sandboxNetns(info.Pid, bridge, lim.BandwidthBps, cfg.Port)
+	how, err := sandboxNetns(setup)
 	if err != nil {
 		return in, err
 	}
 	in.Shaping = how
 	return in, nil
+}
+
+// removeContainer removes a container, and then the IFB device that
+// shaped what it sent (shapeIngress), which outlives the container's veth.
+// Every removal of an instance's container goes through it.
+func (s *Scaler) removeContainer(ctx context.Context, id string) error {
+	if err := s.rt.Remove(ctx, id); err != nil {
+		return err
+	}
+	if s.networks() == nil || id == "" {
+		return nil
+	}
+	if err := removeIFB(ifbFor(s.opts.Owner, "", "", id)); err != nil {
+		s.log.Warn("cannot remove a removed instance's shaping device; Reconcile will", zap.Error(err))
+	}
+	return nil
+}
+
+// reconcileIFBs removes the IFB devices of this owner whose container is
+// not an instance of a configured service: those of containers removed
+// while podcell was down, or by a podcell that crashed before it removed
+// the device. Reconcile calls it once it adopted what it keeps.
+func (s *Scaler) reconcileIFBs() error {
+	if s.networks() == nil {
+		return nil
+	}
+	links, err := ifbDevices()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		owner, service, name, id, ok := parseIFBAlias(l.Attrs().Alias)
+		if !ok || owner != s.opts.Owner {
+			continue
+		}
+		if svc := s.Service(service); svc != nil && svc.known(ContainerInfo{ID: id, Name: name}) {
+			continue
+		}
+		s.log.Info("removing leftover shaping device", zap.String("device", l.Attrs().Name), zap.String("container", name))
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("remove the device %s: %w", l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // exitedWhileStarting says whether a container whose network could not be

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/podcell/podcell/scaler"
 )
@@ -67,35 +69,27 @@ func fenced(t *testing.T, what string, r dialResult) {
 	}
 }
 
-// hostAddr is an address of the host outside its Podman bridges, where a
-// listener stands for "the outside world" the instance must still reach.
-func hostAddr(t *testing.T) string {
-	t.Helper()
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 || i.Flags&net.FlagUp == 0 || strings.HasPrefix(i.Name, "podman") || strings.HasPrefix(i.Name, "veth") {
-			continue
-		}
-		addrs, _ := i.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				return ipn.IP.String()
-			}
-		}
-	}
-	t.Skip("the host has no IPv4 address outside loopback and Podman's bridges")
-	return ""
-}
-
 // TestNetworkSandbox runs two services on rootful Podman and attacks one from
 // the other: from inside A's instance, B's instance address (listed by the
-// admin API) and the cloud metadata address must fail at once, while the
-// host (the gateway) reaches both and A still reaches the outside. Each
-// service has its own isolated, labelled network, each instance a rate on
-// both ends of its link, and a removed service's network is gone.
+// admin API), the cloud metadata address, and a bridge that is neither
+// podcell's nor Podman's (the host's address on it and a guest behind it)
+// must fail at once, while the host (the gateway) reaches both instances
+// and A still reaches the outside world, one router hop away, through
+// NAT. A Podman network of someone else's, with no container on it yet
+// (no bridge, no host route), is fenced off too. Each service has its own
+// isolated, labelled network, each instance a rate on both ends of its
+// link, and a removed service's network is gone.
 func TestNetworkSandbox(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	outside, seen := outsideWorld(t)
+	brHost, brGuest := foreignBridge(t)
+	_, foreignNet, _ := net.ParseCIDR("10.99.213.0/24")
+	foreign := "podcelltest-foreign-" + e.owner
+	if _, err := e.rt.CreateNetwork(ctx, scaler.NetworkSpec{Name: foreign, Subnet: foreignNet}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.rt.RemoveNetwork(context.Background(), foreign) })
 	s := e.scaler(scaler.Options{BandwidthPerCoreMbit: 100})
 	defer closeScaler(t, s)
 	a, err := s.Apply(e.config("neta"))
@@ -124,25 +118,29 @@ func TestNetworkSandbox(t *testing.T) {
 			t.Fatalf("GET %s: %d %s", addr, code, body)
 		}
 	}
-	// A cannot reach B, nor the metadata service; it reaches the outside.
+	// A cannot reach B, nor the metadata service, nor the foreign bridge.
 	fenced(t, "A to B's instance "+bAddr, dialFrom(t, aAddr, bAddr))
 	fenced(t, "A to 169.254.169.254:80", dialFrom(t, aAddr, "169.254.169.254:80"))
-	ln, err := net.Listen("tcp", net.JoinHostPort(hostAddr(t), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
+	fenced(t, "A to the host on a foreign bridge "+brHost, dialFrom(t, aAddr, brHost))
+	fenced(t, "A to a guest on a foreign bridge "+brGuest, dialFrom(t, aAddr, brGuest))
+	for _, i := range a.Snapshot().Instances {
+		if info, err := e.rt.Inspect(ctx, i.ID); err == nil && i.State == "ready" {
+			fencedRoute(t, info.Pid, foreignNet)
 		}
-	}()
-	if r := dialFrom(t, aAddr, ln.Addr().String()); !r.OK {
-		t.Errorf("A to the outside (%s): %s; egress must stay", ln.Addr(), r.Err)
+	}
+	// A reaches the outside world, forwarded and masqueraded by the host.
+	if r := dialFrom(t, aAddr, outside); !r.OK {
+		t.Errorf("A to the outside world (%s): %s; egress must stay", outside, r.Err)
+	} else {
+		select {
+		case from := <-seen:
+			if !strings.HasPrefix(from, "198.18.0.1:") {
+				t.Errorf("the outside world saw A's connection come from %s, want the host's 198.18.0.1 (masqueraded)", from)
+			}
+			t.Logf("A to the outside world %s: connected in %.1f ms, seen from %s", outside, r.MS, from)
+		case <-time.After(5 * time.Second):
+			t.Errorf("A connected to the outside world %s, but its listener accepted nothing", outside)
+		}
 	}
 
 	// Each service on its own isolated network, labelled as ours.
@@ -150,23 +148,26 @@ func TestNetworkSandbox(t *testing.T) {
 	if len(nets) != 2 {
 		t.Fatalf("networks of owner %s: %v, want one per service", e.owner, nets)
 	}
-	// Each instance shaped on both ends of its link, at its tier's rate:
-	// 256 MB at 100 Mbit/s per core is 14.5 Mbit/s; B set 40.
+	// Each instance shaped on the host in both directions, at its tier's
+	// rate: 256 MB at 100 Mbit/s per core is 14.5 Mbit/s; B set 40.
+	ifbs := map[string]string{}
 	for _, c := range []struct {
 		svc  *scaler.Service
 		mbit float64
 	}{{a, 100 * 256.0 / 1769}, {b, 40}} {
 		snap := c.svc.Snapshot()
 		var in scaler.InstanceNet
+		id := ""
 		for _, i := range snap.Instances {
 			if i.State == "ready" {
-				in = i.Net
+				in, id = i.Net, i.ID
 			}
 		}
 		if in.Network != s.NetworkName(snap.Name) || fmt.Sprintf("%.2f", in.RateMbit) != fmt.Sprintf("%.2f", c.mbit) {
 			t.Errorf("%s: instance network %+v, want network %s at %.2f Mbit/s", snap.Name, in, s.NetworkName(snap.Name), c.mbit)
 		}
-		checkHostShaped(t, snap.Name, in, c.mbit)
+		ifbs[snap.Name] = checkHostShaped(t, e.rt, snap.Name, id, c.mbit)
+		t.Logf("%s: %s", snap.Name, in.Shaping)
 	}
 
 	// A removed service's network is gone once its instances are.
@@ -177,27 +178,95 @@ func TestNetworkSandbox(t *testing.T) {
 	if len(nets) != 1 || nets[0].Labels[scaler.LabelService] != "neta" {
 		t.Errorf("networks after removing netb: %v, want neta's only", nets)
 	}
+	linkGone(t, "after removing netb", ifbs["netb"])
 }
 
-// checkHostShaped checks that the host end of an instance's veth carries a
-// token bucket at mbit.
-func checkHostShaped(t *testing.T, name string, in scaler.InstanceNet, mbit float64) {
+// checkHostShaped checks that an instance is shaped on the host, in both
+// directions, at mbit: the host end of its veth carries a tbf (to the
+// instance), and its ingress redirects every packet to an IFB device that
+// carries one (from the instance). Inside the container nothing is
+// shaped. It returns the IFB's name.
+func checkHostShaped(t *testing.T, rt *scaler.Podman, name, id string, mbit float64) string {
 	t.Helper()
-	veth := ""
-	if i := strings.Index(in.Shaping, "host's "); i >= 0 {
-		veth = strings.TrimRight(strings.Fields(in.Shaping[i+len("host's "):])[0], ")")
-	}
-	link, err := netlink.LinkByName(veth)
+	info, err := rt.Inspect(context.Background(), id)
 	if err != nil {
-		t.Fatalf("%s: shaping %q names no host link: %v", name, in.Shaping, err)
+		t.Fatal(err)
 	}
-	qs, _ := netlink.QdiscList(link)
+	ns, err := netns.GetFromPid(info.Pid)
+	if err != nil {
+		t.Fatalf("%s: network namespace: %v", name, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qs, _ := h.QdiscList(eth0); hasTbf(qs, 0) {
+		t.Errorf("%s: the container's eth0 has a tbf %v; the rate belongs on the host", name, qs)
+	}
+	veth, err := netlink.LinkByIndex(eth0.Attrs().ParentIndex)
+	if err != nil {
+		t.Fatalf("%s: the host end of eth0: %v", name, err)
+	}
+	if qs, _ := netlink.QdiscList(veth); !hasTbf(qs, mbit) {
+		t.Errorf("%s: qdiscs on the host's %s: %v, want a tbf at %.2f Mbit/s (to the instance)", name, veth.Attrs().Name, qs, mbit)
+	}
+	filters, err := netlink.FilterList(veth, netlink.MakeHandle(0xffff, 0))
+	if err != nil || len(filters) == 0 {
+		t.Fatalf("%s: no ingress filter on the host's %s (%v): what the instance sends is not redirected to be shaped", name, veth.Attrs().Name, err)
+	}
+	u32, ok := filters[0].(*netlink.U32)
+	if !ok || u32.RedirIndex == 0 {
+		t.Fatalf("%s: ingress filter on %s is %+v, want a u32 that redirects to an IFB", name, veth.Attrs().Name, filters[0])
+	}
+	ifb, err := netlink.LinkByIndex(u32.RedirIndex)
+	if err != nil || ifb.Type() != "ifb" || ifb.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("%s: the ingress of %s redirects to link %d (%v): want an IFB that is up", name, veth.Attrs().Name, u32.RedirIndex, err)
+	}
+	if qs, _ := netlink.QdiscList(ifb); !hasTbf(qs, mbit) {
+		t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s (from the instance)", name, ifb.Attrs().Name, qs, mbit)
+	}
+	return ifb.Attrs().Name
+}
+
+// hasTbf says whether qs has a tbf at mbit (any rate if 0).
+func hasTbf(qs []netlink.Qdisc, mbit float64) bool {
 	for _, q := range qs {
-		if tbf, isTbf := q.(*netlink.Tbf); isTbf && float64(tbf.Rate*8)/1e6 > mbit*0.99 && float64(tbf.Rate*8)/1e6 < mbit*1.01 {
-			return
+		if tbf, ok := q.(*netlink.Tbf); ok && (mbit == 0 || math.Abs(float64(tbf.Rate*8)/1e6-mbit) < mbit/100) {
+			return true
 		}
 	}
-	t.Errorf("%s: qdiscs on %s: %v, want a tbf at %.2f Mbit/s", name, veth, qs, mbit)
+	return false
+}
+
+// ownedIFBs lists the host's IFB devices that podcell made for owner's
+// instances (their alias names the owner).
+func ownedIFBs(t *testing.T, owner string) []string {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "ifb" && strings.HasPrefix(l.Attrs().Alias, "podcell owner="+owner+" ") {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// linkGone checks that the host has no link named name.
+func linkGone(t *testing.T, what, name string) {
+	t.Helper()
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Errorf("%s: the host still has %s", what, name)
+	}
 }
 
 // TestPreparedStandby: once a service was used, its standby is initialized
@@ -243,7 +312,7 @@ func TestPreparedStandby(t *testing.T) {
 		t.Errorf("the standby's process %d is %q (%v), want runc's init waiting to exec the app", info.Pid, comm, err)
 	}
 	mbit := 100 * 256.0 / 1769
-	checkHostShaped(t, "the standby", standby.Net, mbit)
+	checkHostShaped(t, e.rt, "the standby", standby.ID, mbit)
 
 	// Keep the next instance up through the checks (not a new revision).
 	cfg.IdleTimeout, cfg.StableWindow = time.Minute, time.Minute
@@ -274,7 +343,7 @@ func TestPreparedStandby(t *testing.T) {
 	if ready.Net.Network != s.NetworkName("prep") {
 		t.Errorf("instance network %+v, want %s", ready.Net, s.NetworkName("prep"))
 	}
-	checkHostShaped(t, "the instance", ready.Net, mbit)
+	checkHostShaped(t, e.rt, "the instance", ready.ID, mbit)
 	fenced(t, "the instance to 169.254.169.254:80", dialFrom(t, l.Addr, "169.254.169.254:80"))
 }
 
@@ -405,4 +474,228 @@ func checkLoopbackShaped(t *testing.T, rt *scaler.Podman, id string, mbit float6
 	if n != 2 || mbit < 1 {
 		t.Errorf("%s: htb classes on lo %v, want 2 at %.1f Mbit/s", info.Name, classes, mbit)
 	}
+}
+
+// inNetns runs f on this goroutine's OS thread once move (netns.New, or
+// netns.Set) has put the thread in another network namespace, and puts it
+// back in the host's.
+func inNetns(t *testing.T, move func() error, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err = move(); err == nil {
+		f()
+	}
+	if serr := netns.Set(orig); serr != nil {
+		// The thread stays locked, and ends with the goroutine.
+		t.Fatalf("back to the host's network namespace: %v", serr)
+	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatalf("enter a network namespace: %v", err)
+	}
+}
+
+// testNetns is a network namespace of a test's own, standing for a machine
+// beside the host: it is linked to the host by a veth pair (host end
+// hostEnd) and removed with its links at the end of the test.
+type testNetns struct {
+	ns      netns.NsHandle
+	h       *netlink.Handle
+	hostEnd netlink.Link
+	inside  netlink.Link
+}
+
+// newTestNetns makes the namespace and a veth pair named <prefix>h (on the
+// host) and <prefix>n (inside). The host end is left for the caller to
+// address or enslave.
+func newTestNetns(t *testing.T, prefix string) *testNetns {
+	t.Helper()
+	var ns netns.NsHandle
+	inNetns(t, func() (err error) { ns, err = netns.New(); return err }, func() {})
+	var err error
+	tn := &testNetns{ns: ns}
+	t.Cleanup(func() {
+		if tn.hostEnd != nil {
+			netlink.LinkDel(tn.hostEnd)
+		}
+		if tn.h != nil {
+			tn.h.Close()
+		}
+		ns.Close()
+	})
+	if tn.h, err = netlink.NewHandleAt(ns); err != nil {
+		t.Fatal(err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: prefix + "h"}, PeerName: prefix + "n", PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("veth pair %sh/%sn: %v", prefix, prefix, err)
+	}
+	if tn.hostEnd, err = netlink.LinkByName(prefix + "h"); err != nil {
+		t.Fatal(err)
+	}
+	if tn.inside, err = tn.h.LinkByName(prefix + "n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.h.LinkSetUp(tn.inside); err != nil {
+		t.Fatal(err)
+	}
+	if lo, err := tn.h.LinkByName("lo"); err != nil || tn.h.LinkSetUp(lo) != nil {
+		t.Fatalf("lo in the test namespace: %v", err)
+	}
+	return tn
+}
+
+// addr puts cidr on the namespace's end of the veth (or on its lo).
+func (tn *testNetns) addr(t *testing.T, link netlink.Link, cidr string) {
+	t.Helper()
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.h.AddrAdd(link, a); err != nil {
+		t.Fatalf("address %s in the test namespace: %v", cidr, err)
+	}
+}
+
+// listen opens a TCP listener on addr inside the namespace. Each
+// connection's remote address is sent on the returned channel, and the
+// connection closed.
+func (tn *testNetns) listen(t *testing.T, addr string) (net.Listener, <-chan string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	inNetns(t, func() error { return netns.Set(tn.ns) }, func() {
+		ln, err = net.Listen("tcp", addr) // the socket is the namespace's for good
+	})
+	if err != nil {
+		t.Fatalf("listen on %s in the test namespace: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, accepting(ln)
+}
+
+// accepting accepts ln's connections until it is closed, sending each
+// one's remote address.
+func accepting(ln net.Listener) <-chan string {
+	from := make(chan string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case from <- c.RemoteAddr().String():
+			default:
+			}
+			c.Close()
+		}
+	}()
+	return from
+}
+
+// outsideWorld is a listener one router hop beyond the host, as the
+// internet is: a namespace linked to the host by 198.18.0.0/30 (the host
+// 198.18.0.1, the namespace 198.18.0.2) holds 198.19.0.1 on its lo, which
+// the host routes through 198.18.0.2. An instance's connection there is
+// forwarded by the host and goes through netavark's NAT, as one to any
+// outside address does; the listener sends the source address it saw.
+// 198.18.0.0/15 is the range set aside for benchmarking (RFC 2544).
+func outsideWorld(t *testing.T) (addr string, from <-chan string) {
+	t.Helper()
+	tn := newTestNetns(t, fmt.Sprintf("pco%d", os.Getpid()%100000))
+	ha, _ := netlink.ParseAddr("198.18.0.1/30")
+	if err := netlink.AddrAdd(tn.hostEnd, ha); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(tn.hostEnd); err != nil {
+		t.Fatal(err)
+	}
+	tn.addr(t, tn.inside, "198.18.0.2/30")
+	lo, _ := tn.h.LinkByName("lo")
+	tn.addr(t, lo, "198.19.0.1/32")
+	if err := tn.h.RouteAdd(&netlink.Route{Gw: net.ParseIP("198.18.0.1")}); err != nil {
+		t.Fatalf("default route in the test namespace: %v", err)
+	}
+	_, dst, _ := net.ParseCIDR("198.19.0.0/24")
+	if err := netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP("198.18.0.2")}); err != nil {
+		t.Fatalf("host route to %s: %v", dst, err)
+	}
+	ln, from := tn.listen(t, "198.19.0.1:0")
+	return ln.Addr().String(), from
+}
+
+// foreignBridge is a bridge that is not podcell's nor Podman's (docker0,
+// libvirt's virbr0, a user's own): the host holds 203.0.113.1/24 on it,
+// and a namespace behind it (a container or VM of another tool)
+// 203.0.113.2. Both listen; both are reachable from the host.
+func foreignBridge(t *testing.T) (hostAddr, guestAddr string) {
+	t.Helper()
+	name := fmt.Sprintf("pcb%d", os.Getpid()%100000)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := netlink.LinkAdd(br); err != nil {
+		t.Fatalf("bridge %s: %v", name, err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(br) })
+	a, _ := netlink.ParseAddr("203.0.113.1/24")
+	if err := netlink.AddrAdd(br, a); err != nil {
+		t.Fatal(err)
+	}
+	tn := newTestNetns(t, fmt.Sprintf("pcg%d", os.Getpid()%100000))
+	if err := netlink.LinkSetMaster(tn.hostEnd, br); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []netlink.Link{tn.hostEnd, br} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn.addr(t, tn.inside, "203.0.113.2/24")
+	hl, err := net.Listen("tcp", "203.0.113.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hl.Close() })
+	accepting(hl)
+	gl, _ := tn.listen(t, "203.0.113.2:0")
+	for _, addr := range []string{hl.Addr().String(), gl.Addr().String()} {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("the host cannot reach %s on the foreign bridge: %v", addr, err)
+		}
+		c.Close()
+	}
+	return hl.Addr().String(), gl.Addr().String()
+}
+
+// fencedRoute checks that the instance whose process is pid routes dst as
+// unreachable.
+func fencedRoute(t *testing.T, pid int, dst *net.IPNet) {
+	t.Helper()
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == dst.String() && r.Type == unix.RTN_UNREACHABLE {
+			return
+		}
+	}
+	t.Errorf("the instance (process %d) has no unreachable route to %s: %v", pid, dst, routes)
 }

@@ -177,6 +177,9 @@ func (s *Scaler) Apply(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := CheckServiceBandwidth("bandwidth", cfg.BandwidthMbit, s.opts.BandwidthPerCoreMbit); err != nil {
+		return nil, fmt.Errorf("service %s: %w", cfg.Name, err)
+	}
 	if !s.host.LimitsEnforced() && !s.opts.AllowUnenforcedLimits {
 		return nil, fmt.Errorf("service %s: this host runs rootless Podman on cgroup v1, which ignores memory and CPU limits; "+
 			"use rootful Podman (podcell runs it with userns=auto), move to a cgroup v2 host, or set allow_unenforced_limits to run without limits", cfg.Name)
@@ -356,7 +359,7 @@ func (svc *Service) shutdown(ctx context.Context, keep bool) error {
 		go func() {
 			defer wg.Done()
 			svc.sc.rt.Stop(ctx, id, grace)
-			errs[i] = svc.sc.rt.Remove(ctx, id)
+			errs[i] = svc.sc.removeContainer(ctx, id)
 			svc.sc.obs.InstanceRemoved(svc.name, id)
 		}()
 	}
@@ -455,6 +458,7 @@ func (s *Scaler) prepareStandby(ctx context.Context, id string, cfg ServiceConfi
 	if info.State != StateInitialized || info.Addr == "" || info.Pid == 0 {
 		return ContainerInfo{}, InstanceNet{}, fmt.Errorf("after init the container is %s with address %q, pid %d", info.State, info.Addr, info.Pid)
 	}
+	s.refreshSubnets(ctx) // off the request path: see netState.subnets
 	in, err := s.sandbox(ctx, cfg, lim, info)
 	return info, in, err
 }
@@ -676,11 +680,14 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 		}
 		s.log.Info("removing leftover container", zap.String("container", c.Name), zap.String("state", c.State))
 		s.rt.Stop(ctx, c.ID, time.Second)
-		if err := s.rt.Remove(ctx, c.ID); err != nil {
+		if err := s.removeContainer(ctx, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
 		}
 	}
 	if err := s.reconcileNetworks(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.reconcileIFBs(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -792,3 +792,17 @@ func TestServiceRemoveInBackground(t *testing.T) {
 		}
 	}
 }
+
+// Apply refuses a service bandwidth above what 4 cores get under the
+// scaler's bandwidth_per_core, naming the service, the field and the cap.
+func TestApplyBandwidthCap(t *testing.T) {
+	sc, _ := newScalerWith(t, scaler.Options{BandwidthPerCoreMbit: 100})
+	cfg := scaler.ServiceConfig{Name: "fast", Image: "localhost/x:1", BandwidthMbit: 500}
+	if _, err := sc.Apply(cfg); err == nil || !strings.Contains(err.Error(), "service fast: bandwidth 500 Mbit/s") || !strings.Contains(err.Error(), "at most 400 Mbit/s") {
+		t.Errorf("bandwidth 500 at 100 per core: %v, want an error naming the service, bandwidth and 400", err)
+	}
+	cfg.BandwidthMbit = 400
+	if _, err := sc.Apply(cfg); err != nil {
+		t.Error(err)
+	}
+}

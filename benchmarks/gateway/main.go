@@ -6,7 +6,7 @@
 //	            open loop at a fixed rate, rounds alternating A and B, and a
 //	            closed loop of N workers, alternating too
 //	cold start  the first GET / through `podcell cold` (site C) at zero
-//	            instances with its standby container created, against a bare
+//	            instances with its standby container prepared, against a bare
 //	            Podman start of a container with the scaler's exact spec
 //	            (Start + Inspect + GET / every 1 ms until 200), interleaved
 //	burst       500 concurrent GET / through `podcell burst` (site D) at zero
@@ -850,7 +850,7 @@ func (b *bench) bareStart(ctx context.Context, cb *coldBench, record bool) error
 
 var coldClient = newClient(60*time.Second, false)
 
-// gatewayCold: site C's service at zero with its standby created; timed one
+// gatewayCold: site C's service at zero with its standby prepared (initialized, the default); timed one
 // GET / through Caddy until its 200. Afterwards the instance idles past
 // idle_timeout and podcell stops and removes it, as in production.
 func (b *bench) gatewayCold(ctx context.Context, cb *coldBench, record bool) error {
@@ -1432,7 +1432,7 @@ func yes(ok bool) string {
 
 var statText = map[string]string{
 	"bare_start":          "bare start: Start + Inspect + GET / every 1 ms until 200",
-	"gateway_cold":        "gateway cold start: one GET / through Caddy (service at zero, standby created) until its 200",
+	"gateway_cold":        "gateway cold start: one GET / through Caddy (service at zero, standby initialized) until its 200",
 	"bare_start.start":    "bare start: Start call",
 	"bare_start.inspect":  "bare start: Inspect call",
 	"bare_start.probe":    "bare start: GET / polled until 200",
@@ -1520,7 +1520,7 @@ func (r Report) markdown() string {
 	}
 	if len(r.Bursts) > 0 {
 		fmt.Fprintf(&s, "### Burst at zero: %d concurrent GET /\n\n", r.Bursts[0].Requests)
-		fmt.Fprintf(&s, "Service at zero (standby created), max_instances %d, concurrency %d, queue_size %d, %d MB; latency from the release of all requests at once; "+
+		fmt.Fprintf(&s, "Service at zero (standby initialized), max_instances %d, concurrency %d, queue_size %d, %d MB; latency from the release of all requests at once; "+
 			"fastest start: the smallest \"took\" of the burst's \"instance ready\" log lines (the scaler's start until the probe answered).\n\n",
 			burstMaxIns, burstConc, burstQueue, coldMemory)
 		s.WriteString("| burst | max_instances | success | answers | first answer | p50 | p99 | max | instances started (failed) | instances that served | fastest start | load before |\n" +

@@ -80,6 +80,9 @@ func (c *Controller) Put(name string, spec ServiceSpec) (st ServiceStatus, creat
 		}
 		return st, false, Errorf(http.StatusBadRequest, "%v", err)
 	}
+	if err := scaler.CheckServiceBandwidth("bandwidth_mbit", spec.BandwidthMbit, c.opts.Scaler.BandwidthPerCoreMbit); err != nil {
+		return st, false, Errorf(http.StatusBadRequest, "%v", err)
+	}
 	if spec.Git != nil {
 		if err := spec.Git.BuildSpec(8080).Limits.Within(c.BuildLimits()); err != nil {
 			return st, false, Errorf(http.StatusBadRequest, "%v", err)

@@ -37,8 +37,8 @@ type ServiceSpec struct {
 	// PidsLimit caps processes and threads (default 512).
 	PidsLimit int64 `json:"pids_limit,omitempty"`
 	// BandwidthMbit is each instance's network rate in each direction, in
-	// Mbit/s (1 to 100000). Default: the app's bandwidth_per_core_mbit
-	// times memory_mb/1769.
+	// Mbit/s (1 to 4 x bandwidth_per_core_mbit). Default: the app's
+	// bandwidth_per_core_mbit times memory_mb/1769.
 	BandwidthMbit int `json:"bandwidth_mbit,omitempty"`
 	// StartupCPU is the CPU, in cores, an instance starts with until its
 	// app answers (default: the global startup_cpu; -1: off).
