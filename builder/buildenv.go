@@ -9,9 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/podcell/podcell/scaler"
 )
 
 // What a build's steps get besides the repository: build arguments
@@ -19,10 +20,6 @@ import (
 // a proxy that inspects TLS (corporate networks, and some CI machines)
 // npm, pip and corepack fail with SELF_SIGNED_CERT_IN_CHAIN unless they
 // trust its CA; the base images trust only the public ones.
-
-// buildEnvName is what a build argument's name may be: what a shell can
-// export.
-var buildEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
 // maxBuildEnvBytes bounds a spec's build_env, names and values together.
 const maxBuildEnvBytes = 64 << 10
@@ -33,7 +30,8 @@ func checkBuildEnv(env map[string]string) error {
 	total := 0
 	for _, k := range sortedKeys(env) {
 		v := env[k]
-		if !buildEnvName.MatchString(k) {
+		// What a shell can export: the rule of a service's env names.
+		if !scaler.ValidEnvName(k) {
 			return &InputError{Field: "build_env", Value: k, Reason: "is not a variable name: use letters, digits and _ (not first), at most 128"}
 		}
 		if strings.ContainsAny(v, "\x00\r\n") {

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/dashboard"
 	"github.com/podcell/podcell/caddymodule/observe"
 )
@@ -363,7 +364,7 @@ func putCronJob(c *controller.Controller, w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	var cj controller.CronJob
+	var cj cron.Job
 	if err := controller.DecodeStrict(body, &cj); err != nil {
 		return controller.Errorf(http.StatusBadRequest, "body: %v: send the job as JSON, e.g. {\"schedule\": \"*/5 * * * *\", \"method\": \"POST\", \"path\": \"/tasks/poll\"}", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
 	"github.com/podcell/podcell/scaler/scalertest"
 )
@@ -53,7 +54,7 @@ func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, str
 // the status and a message that names the field or the fix.
 func TestAdminRoutes(t *testing.T) {
 	srv, _ := testAdmin(t, controller.Declared{Name: "cfg", Spec: controller.ServiceSpec{Image: "localhost/cfg:1",
-		Env: map[string]string{"GREETING": "hi"}, Cron: []controller.CronJob{{Name: "yearly", Schedule: "@yearly", Path: "/y"}}}})
+		Env: map[string]string{"GREETING": "hi"}, Cron: []cron.Job{{Name: "yearly", Schedule: "@yearly", Path: "/y"}}}})
 	const svc = "/podcell/services/"
 	ok := []struct {
 		method, path, body string

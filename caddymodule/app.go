@@ -204,10 +204,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Owner == "" {
 		a.Owner = "podcell"
 	}
-	switch a.UserNS {
-	case "", "auto", "host":
-	default:
-		return fmt.Errorf("podcell: userns %q is not supported: use auto or host", a.UserNS)
+	// Here too, not only in scaler.New: a reload keeps the running
+	// controller, whose scaler never sees this config's value.
+	if err := scaler.CheckUserNS(a.UserNS); err != nil {
+		return fmt.Errorf("podcell: %w", err)
 	}
 	if a.BandwidthPerCoreMbit != 0 {
 		if err := scaler.CheckBandwidth("bandwidth_per_core_mbit", a.BandwidthPerCoreMbit); err != nil {

@@ -74,8 +74,8 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if !d.AllArgs(&app.UserNS) {
 				return nil, d.ArgErr()
 			}
-			if app.UserNS != "auto" && app.UserNS != "host" {
-				return nil, d.Errf("userns %q: use auto or host", app.UserNS)
+			if err := scaler.CheckUserNS(app.UserNS); err != nil {
+				return nil, d.Errf("%v", err)
 			}
 		case "allow_unenforced_limits":
 			app.AllowUnenforcedLimits = true
@@ -449,9 +449,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.HealthPath) {
 				return d.ArgErr()
 			}
-			if !strings.HasPrefix(h.HealthPath, "/") {
-				return d.Errf("health_path %q must start with '/'", h.HealthPath)
-			}
 		case "drain_timeout":
 			err = durArg(&h.DrainTimeout)
 		case "stop_grace":
@@ -464,7 +461,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Service == "" {
 				return d.Errf("cron belongs in the block of a named service (podcell <name> { cron ... }), not in host mode")
 			}
-			var job controller.CronJob
+			var job cron.Job
 			if job, err = parseCron(d, h.Service); err == nil {
 				h.Cron = append(h.Cron, job)
 			}
@@ -483,14 +480,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if h.Service == "" && len(h.Hosts) == 0 {
 		return d.Errf("podcell needs a service name (podcell <name> { image ... }) or, for host mode, a hosts line (podcell { hosts *.apps.localhost })")
 	}
-	if h.Service != "" && h.Image == "" && h.Git == nil {
-		return d.Errf("podcell %s: image or git is required (e.g. image localhost/hello:latest)", h.Service)
-	}
 	if h.Git != nil && h.Git.URL == "" {
 		return d.Errf("podcell %s: root, runtime, install, build, build_env, start and the build_* limits need a git repository: git <url> [ref]", h.Service)
 	}
-	// Catch the rest of what the scaler or builder would refuse while we
-	// still know the line.
+	// The spec's one check (ServiceSpec.Validate), while the error can
+	// still point at the service's block.
 	if err := h.Validate(); err != nil {
 		return d.Errf("%v", err)
 	}
@@ -498,13 +492,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // parseCron reads a cron line of service and its block of options.
-func parseCron(d *caddyfile.Dispenser, service string) (controller.CronJob, error) {
+func parseCron(d *caddyfile.Dispenser, service string) (cron.Job, error) {
 	args := d.RemainingArgs()
 	if len(args) < 3 || len(args) > 4 {
-		return controller.CronJob{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
+		return cron.Job{}, d.Errf(`cron takes a schedule, a method, a path and an optional body, e.g. cron "0 3 * * *" POST /tasks/cleanup (quote the schedule: it has spaces)`)
 	}
 	// Methods are upper case, as Caddy's method matcher takes them.
-	c := controller.CronJob{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
+	c := cron.Job{Schedule: args[0], Method: strings.ToUpper(args[1]), Path: args[2]}
 	if len(args) == 4 {
 		c.Body = args[3]
 	}
@@ -551,7 +545,7 @@ func parseCron(d *caddyfile.Dispenser, service string) (controller.CronJob, erro
 		}
 	}
 	// Here, while the error can still point at the job's lines.
-	if err := c.Job(service).Validate(); err != nil {
+	if err := c.For(service).Validate(); err != nil {
 		return c, d.Errf("%v", err)
 	}
 	return c, nil

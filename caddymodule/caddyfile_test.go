@@ -11,6 +11,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/podcell/podcell/caddymodule/controller"
+	"github.com/podcell/podcell/caddymodule/cron"
 )
 
 // The Caddyfile through Caddy's own adapter, in process: what `caddy adapt`
@@ -119,7 +120,7 @@ http://*.apps.localhost {
 		"hello": {Image: "localhost/hello:latest", Port: 9000, Env: map[string]string{"GREETING": "hello world", "DB": "{file./run/secrets/db}"},
 			MemoryMB: 512, MinInstances: 1, PauseAfter: -1, IdleTimeout: controller.Duration(2 * time.Minute),
 			QueueTimeout: controller.Duration(5 * time.Second), HealthPath: "/healthz",
-			Cron: []controller.CronJob{{Schedule: "@hourly", Method: "POST", Path: "/tasks/sync"}}},
+			Cron: []cron.Job{{Schedule: "@hourly", Method: "POST", Path: "/tasks/sync"}}},
 		"app": {Git: &controller.GitSource{URL: "https://example.com/app.git", Ref: "main", Runtime: "python3.11-debian",
 			Install: "pip install -r requirements/prod.txt", BuildEnv: map[string]string{"PIP_INDEX_URL": "https://pypi.internal/simple"},
 			PollInterval: controller.Duration(time.Minute), WebhookPath: "/_podcell/deploy", WebhookSecret: "{env.HOOK}", BuildMemoryMB: 1024}},
@@ -172,6 +173,8 @@ func TestCaddyfileRefuses(t *testing.T) {
 		"cron method":          {"podcell a {\n\timage x\n\tcron @daily FETCH /x\n}", `method "FETCH" is not supported`},
 		"cron secret env":      {"podcell a {\n\timage x\n\tenv PODCELL_CRON_SECRET x\n}", "PODCELL_CRON_SECRET is set by podcell"},
 		"port env":             {"podcell a {\n\timage x\n\tenv PORT 1\n}", "env PORT is set by podcell"},
+		"health_path":          {"podcell a {\n\timage x\n\thealth_path healthz\n}", `service a: health_path "healthz" must start with '/'`},
+		"long env name":        {"podcell a {\n\timage x\n\tenv " + strings.Repeat("A", 129) + " 1\n}", "use up to 128 letters"},
 		"cron in host mode":    {"podcell {\n\thosts *.a.localhost\n\tcron @daily GET /x\n}", "cron belongs in the block of a named service"},
 		"hosts and service":    {"podcell a {\n\timage x\n\thosts *.a.localhost\n}", "set a service or hosts, not both"},
 		"bad host pattern":     {"podcell {\n\thosts apps.localhost\n}", "use a wildcard pattern"},

@@ -33,7 +33,7 @@ func TestCronCaddyfileRoundTrip(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	want := []controller.CronJob{
+	want := []cron.Job{
 		{Schedule: "0 3 * * *", Method: "POST", Path: "/tasks/cleanup"},
 		{Name: "weekly-report", Schedule: "@weekly", Method: "POST", Path: "/tasks/report", Body: `{"full": true}`,
 			Header: http.Header{"Content-Type": {"application/json"}}, TimeZone: "Europe/Berlin",
@@ -53,8 +53,8 @@ func TestCronCaddyfileRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(back.Cron, want) {
 		t.Fatalf("after JSON %s:\n%+v", b, back.Cron)
 	}
-	j := h.Cron[0].Job("hello")
-	if j.Name != cron.DefaultName("0 3 * * *", "/tasks/cleanup") || j.TimeZone != "UTC" || j.Timeout != time.Minute || j.Overlap != cron.OverlapSkip {
+	j := h.Cron[0].For("hello")
+	if j.Name != cron.DefaultName("0 3 * * *", "/tasks/cleanup") || j.TimeZone != "UTC" || j.Timeout != controller.Duration(time.Minute) || j.Overlap != cron.OverlapSkip {
 		t.Errorf("defaults: %+v", j)
 	}
 }

@@ -14,6 +14,7 @@ import (
 // in a user namespace: the uid_map it prints into the build's log maps its
 // root to an unprivileged host uid, not to host root (uid 0).
 func TestDeployBuildUserNamespace(t *testing.T) {
+	e2e(t) // before asking podman about the image: without Podman it skips
 	if _, err := exec.Command("podman", "image", "exists", "localhost/podcell-runtime:python3.11-debian").CombinedOutput(); err != nil {
 		t.Fatalf("the local Python runtime image is missing: run make base-images")
 	}

@@ -55,9 +55,47 @@ type ServiceConfig struct {
 	StopGrace    time.Duration // SIGTERM to SIGKILL (default 5s)
 }
 
-var serviceNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+// The rules for names, each the one check of its kind: the controller's
+// service spec, the cron jobs and the builder's build_env use them too.
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// CheckName checks a service's name, which is also its containers' and
+// network's prefix and a DNS label of host mode; a cron job's name follows
+// the same rule. The error reads after what is named: "service name %w".
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidEnvName reports whether k can name an environment variable: what a
+// shell can export, at most 128 bytes.
+func ValidEnvName(k string) bool { return envNameRE.MatchString(k) }
+
+// CheckEnvName rejects a name a service's env var may not have: one that
+// is not a variable name, or PORT, which the scaler sets.
+func CheckEnvName(k string) error {
+	switch {
+	case !ValidEnvName(k):
+		return fmt.Errorf("env name %q is invalid: use up to 128 letters, digits and '_', not starting with a digit", k)
+	case k == "PORT":
+		return fmt.Errorf("env PORT is set by podcell from the service's port setting: change port instead")
+	}
+	return nil
+}
+
+// CheckUserNS checks Options.UserNS (the userns option).
+func CheckUserNS(mode string) error {
+	switch mode {
+	case "", "auto", "host":
+		return nil
+	}
+	return fmt.Errorf("userns %q is not supported: use auto or host", mode)
+}
 
 // WithDefaults returns c with every unset field at its default.
 func (c ServiceConfig) WithDefaults() ServiceConfig {
@@ -98,8 +136,8 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 // Validate checks a config that went through WithDefaults. Errors name the
 // field and say how to fix it.
 func (c ServiceConfig) Validate() error {
-	if !serviceNameRE.MatchString(c.Name) {
-		return fmt.Errorf("service name %q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", c.Name)
+	if err := CheckName(c.Name); err != nil {
+		return fmt.Errorf("service name %w", err)
 	}
 	if strings.TrimSpace(c.Image) == "" {
 		return fmt.Errorf("service %s: image is required (e.g. localhost/hello:latest)", c.Name)
@@ -116,11 +154,8 @@ func (c ServiceConfig) Validate() error {
 		}
 	}
 	for k := range c.Env {
-		if !envNameRE.MatchString(k) {
-			return fmt.Errorf("service %s: env name %q is invalid: use letters, digits and '_', not starting with a digit", c.Name, k)
-		}
-		if k == "PORT" {
-			return fmt.Errorf("service %s: env PORT is set by podcell from the port option; set port instead", c.Name)
+		if err := CheckEnvName(k); err != nil {
+			return fmt.Errorf("service %s: %w", c.Name, err)
 		}
 	}
 	for _, k := range c.ExpandEnv {

@@ -78,6 +78,7 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"env name with dash", func(c *ServiceConfig) { c.Env = map[string]string{"A-B": "1"} }, "env name"},
 		{"env name starting with digit", func(c *ServiceConfig) { c.Env = map[string]string{"1A": "1"} }, "env name"},
 		{"empty env name", func(c *ServiceConfig) { c.Env = map[string]string{"": "1"} }, "env name"},
+		{"env name too long", func(c *ServiceConfig) { c.Env = map[string]string{strings.Repeat("A", 129): "1"} }, "up to 128"},
 		{"PORT env", func(c *ServiceConfig) { c.Env = map[string]string{"PORT": "9000"} }, "PORT"},
 		{"negative min_instances", func(c *ServiceConfig) { c.MinInstances = -1 }, "min_instances"},
 		{"negative max_instances", func(c *ServiceConfig) { c.MaxInstances = -1 }, "max_instances"},

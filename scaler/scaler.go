@@ -116,10 +116,8 @@ func New(ctx context.Context, rt Runtime, opts Options) (*Scaler, error) {
 	if opts.StandbyIdle == 0 {
 		opts.StandbyIdle = DefaultStandbyIdle
 	}
-	switch opts.UserNS {
-	case "", "auto", "host":
-	default:
-		return nil, fmt.Errorf("userns %q is not supported: use auto or host", opts.UserNS)
+	if err := CheckUserNS(opts.UserNS); err != nil {
+		return nil, err
 	}
 	// Bounded: a wedged Podman service answers pings but hangs on calls,
 	// and Caddy must fail its config load rather than hang with it.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podcell/podcell/caddymodule/cron"
 	"github.com/podcell/podcell/caddymodule/internal/fakebuild"
 	"github.com/podcell/podcell/caddymodule/store"
 	"github.com/podcell/podcell/scaler"
@@ -157,7 +158,7 @@ func ptr(s string) *string { return &s }
 func TestPutAndDelete(t *testing.T) {
 	c, _ := newTest(t, nil, image("cfg", "localhost/cfg:1", nil))
 	spec := ServiceSpec{Image: "localhost/api:1", Env: map[string]string{"A": "1"},
-		Cron: []CronJob{{Name: "tick", Schedule: "@hourly", Path: "/tick"}}}
+		Cron: []cron.Job{{Name: "tick", Schedule: "@hourly", Path: "/tick"}}}
 	st, created, err := c.Put("api", spec)
 	if err != nil || !created || st.Source != "api" || st.Name != "api" {
 		t.Fatalf("put: %+v created=%v %v", st, created, err)
@@ -190,7 +191,7 @@ func TestPutAndDelete(t *testing.T) {
 		{"new", ServiceSpec{Image: "x", Env: map[string]string{"2X": "y"}}, `"2X"`},
 		{"new", ServiceSpec{Image: "x", Git: &GitSource{URL: "https://example.com/a", Runtime: "python3.11-debian"}}, "not both"},
 		{"new", ServiceSpec{Git: &GitSource{URL: "https://example.com/a", Runtime: "python3.11-debian", BuildMemoryMB: 65536}}, "build_memory"},
-		{"new", ServiceSpec{Image: "x", Cron: []CronJob{{Schedule: "61 * * * *", Path: "/x"}}}, "61"},
+		{"new", ServiceSpec{Image: "x", Cron: []cron.Job{{Schedule: "61 * * * *", Path: "/x"}}}, "61"},
 	} {
 		_, _, err := c.Put(bad.name, bad.spec)
 		wantCode(t, "put "+bad.says, err, http.StatusBadRequest, bad.says)
@@ -261,6 +262,30 @@ func TestRollback(t *testing.T) {
 	c.Store().AddRevision("cfg", store.Revision{ID: "now", Image: "localhost/cfg:1", Reason: "config"})
 	_, err = c.Rollback("cfg", 0)
 	wantCode(t, "rollback of a config service to another image", err, http.StatusConflict, "change the image in the config")
+}
+
+// A config service rolls back its API env (its image is the config's):
+// the declared env stays, the stored env comes back, and the store keeps
+// no spec for it.
+func TestRollbackConfigServiceEnv(t *testing.T) {
+	c, _ := newTest(t, nil, image("cfg", "localhost/cfg:1", map[string]string{"D": "declared"}))
+	for _, v := range []string{"1", "2"} {
+		if _, err := c.SetEnv("cfg", map[string]*string{"V": ptr(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Rollback("cfg", 0); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := config(t, c, "cfg"); cfg.Image != "localhost/cfg:1" || cfg.Env["V"] != "1" || cfg.Env["D"] != "declared" {
+		t.Errorf("rollback: %s %v, want V=1 and D declared", cfg.Image, cfg.Env)
+	}
+	if rec, _ := c.Store().Service("cfg"); len(rec.Spec) != 0 || rec.Env["V"] != "1" {
+		t.Errorf("stored %+v", rec)
+	}
+	if revs, _ := c.Revisions("cfg"); revs[0].Reason != "rollback" {
+		t.Errorf("newest revision %+v, want a rollback", revs[0])
+	}
 }
 
 // A reload (Start again) keeps what the API declared, applies the new
@@ -482,24 +507,40 @@ func TestNotStarted(t *testing.T) {
 	wantCode(t, "env", err, http.StatusServiceUnavailable, "not running")
 }
 
-// A record of a newer format stops the store from opening; an older
-// podcell never rewrites what it does not understand.
+// A record of a newer format, of any kind, stops the store from opening,
+// naming the record; an older podcell never rewrites what it does not
+// understand.
 func TestNewerRecordFormatRefused(t *testing.T) {
-	dir := t.TempDir()
-	key, _ := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
-	st, err := store.Open(filepath.Join(dir, "store"), key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Put("service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}})
-	st.Close()
-	c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if err := c.Start(Settings{}, nil); err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Errorf("a newer record: %v", err)
+	for _, tc := range []struct {
+		key  string
+		rec  map[string]any
+		says string
+	}{
+		{"service/x", map[string]any{"v": store.ServiceFormat + 1, "name": "x", "spec": map[string]any{"image": "x"}},
+			fmt.Sprintf("service record x has format %d, newer than this podcell's %d", store.ServiceFormat+1, store.ServiceFormat)},
+		{"revision/x/0000000001", map[string]any{"v": store.RevisionFormat + 1, "seq": 1, "id": "abc", "image": "x"},
+			fmt.Sprintf("revision record x/0000000001 has format %d, newer", store.RevisionFormat+1)},
+		{"build/x/0000000001", map[string]any{"v": store.BuildFormat + 1, "id": 1},
+			fmt.Sprintf("build record x/0000000001 has format %d, newer", store.BuildFormat+1)},
+		{"cron/x/tick", map[string]any{"v": store.CronJobFormat + 1, "schedule": "@hourly", "path": "/"},
+			fmt.Sprintf("cron job record x/tick has format %d, newer", store.CronJobFormat+1)},
+	} {
+		dir := t.TempDir()
+		key, _ := store.LoadKey(store.KeySource{}, dir, filepath.Join(dir, "store"))
+		st, err := store.Open(filepath.Join(dir, "store"), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Put(tc.key, tc.rec)
+		st.Close()
+		c, err := New(Options{DataDir: dir, Key: key, Runtime: scalertest.NewFake(t), Scaler: scaler.Options{Owner: "ctltest"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(Settings{}, nil); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want %q", tc.key, err, tc.says)
+		}
+		c.Close(context.Background())
 	}
 }
 
@@ -507,7 +548,7 @@ func TestNewerRecordFormatRefused(t *testing.T) {
 // instance for it; a job of a service nobody declares fails saying so.
 func TestRunJobThroughTheGateway(t *testing.T) {
 	c, rt := newTest(t, nil, Declared{Name: "web", Spec: ServiceSpec{Image: "localhost/web:1",
-		Cron: []CronJob{{Name: "sync", Schedule: "@yearly", Method: "POST", Path: "/sync"}}}})
+		Cron: []cron.Job{{Name: "sync", Schedule: "@yearly", Method: "POST", Path: "/sync"}}}})
 	if err := c.RunJob("web", "sync"); err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ type cronEntry struct {
 // and a stored job that is no longer valid is left out (and logged), so
 // that one bad record cannot stop every other job.
 func (c *Controller) cronJobsLocked(s *service) []cronEntry {
-	stored, err := store.CronJobs[CronJob](c.st, s.name)
+	stored, err := store.CronJobs[cron.Job](c.st, s.name)
 	if err != nil {
 		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.String("service", s.name), zap.Error(err))
 	}
@@ -60,16 +60,16 @@ func (c *Controller) cronJobsLocked(s *service) []cronEntry {
 }
 
 // mergeCronJobs is cronJobsLocked with the service's stored jobs read.
-func (c *Controller) mergeCronJobs(s *service, stored []CronJob) []cronEntry {
+func (c *Controller) mergeCronJobs(s *service, stored []cron.Job) []cronEntry {
 	var out []cronEntry
 	seen := map[string]bool{}
 	for _, cj := range s.spec.Cron {
-		j := cj.Job(s.name)
+		j := cj.For(s.name)
 		out = append(out, cronEntry{j, "config"})
 		seen[j.Name] = true
 	}
 	for _, cj := range stored {
-		j := cj.Job(s.name)
+		j := cj.For(s.name)
 		if seen[j.Name] {
 			c.log.Warn("the config declares a cron job the admin API also stored; the config wins", zap.String("service", s.name), zap.String("job", j.Name))
 			continue
@@ -94,7 +94,7 @@ func (c *Controller) syncCronLocked() error {
 	if !c.started {
 		return nil
 	}
-	stored, err := store.AllCronJobs[CronJob](c.st)
+	stored, err := store.AllCronJobs[cron.Job](c.st)
 	if err != nil {
 		c.log.Error("reading cron jobs from the store; the stored ones do not run", zap.Error(err))
 	}

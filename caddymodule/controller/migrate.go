@@ -9,26 +9,28 @@ import (
 	"github.com/podcell/podcell/caddymodule/store"
 )
 
-// migrate brings the store's service records to store.ServiceFormat.
+// migrate brings the store's records to the formats this code writes
+// (store.ServiceFormat and the others). A record of a newer format stops
+// the store from opening (store.CheckFormats), so an older podcell never
+// rewrites what it does not understand. Revisions, builds and cron jobs
+// are all still format 1 (with or without "v"); services:
+//
 // Format 1 (no "v"): the spec is the podcell handler's JSON as the admin
 // API stored it before the controller existed; its fields are those of
 // ServiceSpec, durations as nanoseconds. It is decoded strictly, checked,
 // and written again as format 2. A record that cannot be read is left as
-// it is and logged (Start then skips it, as it did before); a record of a
-// newer format stops the store from opening, so an older podcell never
-// rewrites what it does not understand.
+// it is and logged (Start then skips it, as it did before).
 func migrate(st *store.Store, log *zap.Logger) error {
+	if err := st.CheckFormats(); err != nil {
+		return err
+	}
 	recs, err := st.Services()
 	if err != nil {
 		return fmt.Errorf("reading services from the store: %w", err)
 	}
 	for _, rec := range recs {
-		switch {
-		case rec.V == store.ServiceFormat:
+		if rec.V == store.ServiceFormat {
 			continue
-		case rec.V > store.ServiceFormat:
-			return fmt.Errorf("store: service %s has record format %d, newer than this podcell's %d: run the podcell that wrote it, or a newer one",
-				rec.Name, rec.V, store.ServiceFormat)
 		}
 		var spec json.RawMessage
 		if len(rec.Spec) > 0 {

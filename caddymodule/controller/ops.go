@@ -120,7 +120,7 @@ func (c *Controller) Put(name string, spec ServiceSpec) (st ServiceStatus, creat
 	}
 	c.reread[name] = true // until replaceLocked declares what is stored
 	for _, cj := range jobs {
-		cj.Name = cj.Job(name).Name
+		cj.Name = cj.For(name).Name
 		if err := c.st.PutCronJob(name, cj.Name, cj); err != nil {
 			return st, false, storeError(err)
 		}
@@ -436,32 +436,41 @@ func (c *Controller) Rollback(name string, seq int) (ServiceStatus, error) {
 			env[k] = v
 		}
 	}
+	// The target's image comes back where the service's image comes from:
+	// a git service's deployer, an API service's stored spec. A config's
+	// image is the config's, which the API cannot change.
+	spec := s.spec
 	switch {
 	case s.dep != nil:
 		if err := s.dep.rollback(target.Image, target.Build, target.Seq); err != nil {
 			return ServiceStatus{}, err
 		}
 	case s.api:
-		spec := s.spec
 		spec.Image = target.Image
-		specJSON, err := json.Marshal(spec)
-		if err != nil {
-			return ServiceStatus{}, err
-		}
-		if _, err := c.st.UpdateService(name, func(rec *store.Service) error { rec.Spec, rec.Env = specJSON, env; return nil }); err != nil {
-			return ServiceStatus{}, storeError(err)
-		}
-		if err := c.replaceLocked(name, spec, s, "rollback"); err != nil {
-			return ServiceStatus{}, Errorf(http.StatusInternalServerError, "rollback of %s: %v", name, err)
-		}
-		return c.statusLocked(name), nil
 	case target.Image != s.spec.Image:
 		return ServiceStatus{}, Errorf(http.StatusConflict, "revision %d ran image %s but the config sets image %s: change the image in the config", target.Seq, target.Image, s.spec.Image)
 	}
-	if _, err := c.st.UpdateService(name, func(rec *store.Service) error { rec.Env = env; return nil }); err != nil {
+	var specJSON json.RawMessage
+	if !sameSpec(spec, s.spec) {
+		if specJSON, err = json.Marshal(spec); err != nil {
+			return ServiceStatus{}, err
+		}
+	}
+	if _, err := c.st.UpdateService(name, func(rec *store.Service) error {
+		if specJSON != nil {
+			rec.Spec = specJSON
+		}
+		rec.Env = env
+		return nil
+	}); err != nil {
 		return ServiceStatus{}, storeError(err)
 	}
-	if err := c.reconcileLocked(s, "rollback"); err != nil {
+	if specJSON != nil {
+		err = c.replaceLocked(name, spec, s, "rollback") // a new declaration
+	} else {
+		err = c.reconcileLocked(s, "rollback")
+	}
+	if err != nil {
 		return ServiceStatus{}, Errorf(http.StatusInternalServerError, "rollback of %s: %v", name, err)
 	}
 	if s.dep != nil {
@@ -641,8 +650,8 @@ func (c *Controller) Services() []ServiceStatus {
 
 // CronJobStatus is a job as the API shows it.
 type CronJobStatus struct {
-	CronJob        // the definition, defaults filled in
-	Service string `json:"service"`
+	cron.Job        // the definition, defaults filled in
+	Service  string `json:"service"`
 	// Source says who declared the job: "config" or "api".
 	Source  string     `json:"source"`
 	Next    *time.Time `json:"next,omitempty"`
@@ -650,7 +659,7 @@ type CronJobStatus struct {
 }
 
 func (c *Controller) cronStatus(e cronEntry) CronJobStatus {
-	st := CronJobStatus{CronJob: cronJobOf(e.job), Service: e.job.Service, Source: e.source}
+	st := CronJobStatus{Job: e.job, Service: e.job.Service, Source: e.source}
 	if next, ok := c.cron.Next(e.job.Service, e.job.Name); ok {
 		st.Next = &next
 	}
@@ -726,12 +735,12 @@ func (c *Controller) RunJob(service, job string) error {
 
 // PutCronJob adds (created) or changes a job the API declares. As with
 // env vars, the config wins: the API cannot change a job it declares.
-func (c *Controller) PutCronJob(service, name string, cj CronJob) (st CronJobStatus, created bool, err error) {
+func (c *Controller) PutCronJob(service, name string, cj cron.Job) (st CronJobStatus, created bool, err error) {
 	if cj.Name != "" && cj.Name != name {
 		return st, false, Errorf(http.StatusBadRequest, "name %q in the body differs from %q in the path: leave it out or make them equal", cj.Name, name)
 	}
 	cj.Name = name
-	if err := cj.Job(service).Validate(); err != nil {
+	if err := cj.For(service).Validate(); err != nil {
 		return st, false, Errorf(http.StatusBadRequest, "%v", err)
 	}
 	c.mu.Lock()
@@ -756,7 +765,7 @@ func (c *Controller) PutCronJob(service, name string, cj CronJob) (st CronJobSta
 	if err := c.syncCronLocked(); err != nil {
 		return st, false, Errorf(http.StatusInternalServerError, "cron job %q of service %s was stored but is not scheduled: %v", name, service, err)
 	}
-	return c.cronStatus(cronEntry{cj.Job(service), "api"}), !existed, nil
+	return c.cronStatus(cronEntry{cj.For(service), "api"}), !existed, nil
 }
 
 // DeleteCronJob removes a job the API declared, with its history.
@@ -768,7 +777,7 @@ func (c *Controller) DeleteCronJob(service, name string) error {
 		return err
 	}
 	for _, cj := range s.spec.Cron {
-		if cj.Job(service).Name == name {
+		if cj.For(service).Name == name {
 			return Errorf(http.StatusConflict, "cron job %q of service %s is declared in the config (Caddyfile): remove it there", name, service)
 		}
 	}

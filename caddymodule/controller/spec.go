@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/podcell/podcell/builder"
 	"github.com/podcell/podcell/caddymodule/cron"
+	"github.com/podcell/podcell/caddymodule/internal/duration"
 	"github.com/podcell/podcell/scaler"
 )
 
@@ -70,52 +69,15 @@ type ServiceSpec struct {
 	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
 	StopGrace Duration `json:"stop_grace,omitempty"`
 
-	// Cron are scheduled calls to the service (docs/cron.md).
-	Cron []CronJob `json:"cron,omitempty"`
+	// Cron are scheduled calls to the service (docs/cron.md), as declared:
+	// without their service, unset fields unset (see cron.Job.For).
+	Cron []cron.Job `json:"cron,omitempty"`
 }
 
 // Duration is a time.Duration in JSON as Caddy's: a number of nanoseconds
-// or a string such as "30s", "5m" or "1d", so the handler's JSON, the
-// admin API's and the stored records read alike. It marshals as a number,
-// as caddy.Duration does.
-type Duration time.Duration
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
-		v, err := ParseDuration(string(b[1 : len(b)-1]))
-		*d = Duration(v)
-		return err
-	}
-	var v time.Duration
-	err := json.Unmarshal(b, &v)
-	*d = Duration(v)
-	return err
-}
-
-// ParseDuration is time.ParseDuration with "d" for 24h, as Caddy's.
-func ParseDuration(s string) (time.Duration, error) {
-	if len(s) > 1024 {
-		return 0, fmt.Errorf("duration %q: too long", s[:32]+"...")
-	}
-	inNumber, start := false, 0
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch == 'd' {
-			days, err := strconv.ParseFloat(s[start:i], 64)
-			if err != nil {
-				return 0, err
-			}
-			s = s[:start] + strconv.FormatFloat(days*24, 'f', -1, 64) + "h" + s[i+1:]
-			i--
-			continue
-		}
-		if !inNumber {
-			start = i
-		}
-		inNumber = ch >= '0' && ch <= '9' || ch == '.' || ch == '-' || ch == '+'
-	}
-	return time.ParseDuration(s)
-}
+// or a string such as "30s", "5m" or "1d". A cron job's timeout is one
+// too (cron.Job).
+type Duration = duration.Duration
 
 // GitSource is a service's code: a public git repository built into an
 // image, instead of a ready image.
@@ -291,9 +253,6 @@ func (s ServiceSpec) Warnings(name string) []string {
 	return out
 }
 
-// envNameRE is what an env var's name may be.
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-
 // Bounds on what one service's env may hold.
 const (
 	MaxEnvValue = 32 << 10
@@ -305,14 +264,13 @@ const (
 // check the Podcell-Cron-Secret header of a scheduled call against.
 const CronSecretEnv = "PODCELL_CRON_SECRET"
 
-// CheckEnvName rejects a name no env var may have or that podcell sets.
+// CheckEnvName rejects a name no env var may have or that podcell sets:
+// the scaler's rule (a variable name, not PORT), and the cron secret's.
 func CheckEnvName(k string) error {
-	switch {
-	case !envNameRE.MatchString(k):
-		return Errorf(http.StatusBadRequest, "env name %q is invalid: use up to 128 letters, digits and '_', not starting with a digit", k)
-	case k == "PORT":
-		return Errorf(http.StatusBadRequest, "env PORT is set by podcell from the service's port setting: change port instead")
-	case k == CronSecretEnv:
+	if err := scaler.CheckEnvName(k); err != nil {
+		return Errorf(http.StatusBadRequest, "%v", err)
+	}
+	if k == CronSecretEnv {
 		return Errorf(http.StatusBadRequest, "env %s is set by podcell to the service's cron secret and cannot be changed: remove it from env", CronSecretEnv)
 	}
 	return nil
@@ -349,61 +307,11 @@ func checkEnvTotal(env map[string]string) error {
 	return nil
 }
 
-// CronJob is a scheduled call to the service, as the handler's JSON, the
-// admin API and the store have it. Unset fields take the defaults of
-// docs/cron.md.
-type CronJob struct {
-	// Name identifies the job within its service: 1-40 lowercase letters,
-	// digits and '-'. Default: the path and a hash of schedule and path.
-	Name string `json:"name,omitempty"`
-	// Schedule is 5 cron fields or @hourly, @daily, @weekly, @monthly,
-	// @yearly, @every <duration>.
-	Schedule string `json:"schedule"`
-	// Method is GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
-	Method string `json:"method,omitempty"`
-	// Path starts with '/' and may carry a query.
-	Path string `json:"path"`
-	// Body is sent with the request; not with GET or HEAD.
-	Body   string      `json:"body,omitempty"`
-	Header http.Header `json:"header,omitempty"`
-	// TimeZone is the IANA zone the schedule is read in (default UTC).
-	TimeZone string `json:"tz,omitempty"`
-	// Timeout bounds one attempt (default 1m).
-	Timeout Duration `json:"timeout,omitempty"`
-	// Retries of a failed attempt (5xx, 429, connection error), 0 to 10.
-	Retries int `json:"retries,omitempty"`
-	// Overlap is skip (default), allow or replace.
-	Overlap cron.Overlap `json:"overlap,omitempty"`
-}
-
-// Job is c as the scheduler's job of service, defaults filled in.
-func (c CronJob) Job(service string) cron.Job {
-	return cron.Job{
-		Service:  service,
-		Name:     c.Name,
-		Schedule: c.Schedule,
-		Method:   c.Method,
-		Path:     c.Path,
-		Body:     c.Body,
-		Header:   c.Header,
-		TimeZone: c.TimeZone,
-		Timeout:  time.Duration(c.Timeout),
-		Retries:  c.Retries,
-		Overlap:  c.Overlap,
-	}.WithDefaults()
-}
-
-// cronJobOf is job j as the API shows it.
-func cronJobOf(j cron.Job) CronJob {
-	return CronJob{Name: j.Name, Schedule: j.Schedule, Method: j.Method, Path: j.Path, Body: j.Body, Header: j.Header,
-		TimeZone: j.TimeZone, Timeout: Duration(j.Timeout), Retries: j.Retries, Overlap: j.Overlap}
-}
-
 // validateCron checks a service's jobs; errors name the job and the field.
-func validateCron(service string, jobs []CronJob) error {
+func validateCron(service string, jobs []cron.Job) error {
 	seen := map[string]bool{}
 	for _, c := range jobs {
-		j := c.Job(service)
+		j := c.For(service)
 		if err := j.Validate(); err != nil {
 			return err
 		}

@@ -1,8 +1,9 @@
 // Package cron fires scheduled HTTP requests at podcell services: the
-// `cron` lines of a podcell block (docs/cron.md). It is self-contained;
-// the Caddy app owns one Scheduler per process, keeps it in a
-// caddy.UsagePool across config reloads, calls Set with each new config's
-// jobs and Close when the last config goes.
+// `cron` lines of a podcell block (docs/cron.md). It knows nothing of
+// Caddy: the controller owns one Scheduler, which lives across config
+// reloads, calls Set with every declared job after each change and Close
+// with itself. Job is the one type of a cron job, from the Caddyfile to the
+// store; its name follows the service name's rule (scaler.CheckName).
 //
 // # Schedules
 //

@@ -6,37 +6,52 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/podcell/podcell/caddymodule/internal/duration"
+	"github.com/podcell/podcell/scaler"
 )
 
-// Job is one scheduled HTTP call to a service. Zero values take the
-// defaults documented on each field (see WithDefaults).
+// Job is one scheduled HTTP call to a service: the one type of a cron job,
+// as a service's spec declares it (the handler's JSON, the Caddyfile's),
+// as the admin API takes and shows it, as the store keeps it and as the
+// scheduler runs it. Zero values take the defaults documented on each
+// field (see WithDefaults); a declared job names no service (see For).
 type Job struct {
-	Service string
+	// Service is the service the job calls. Not in the JSON: a job is
+	// declared, stored and shown under its service.
+	Service string `json:"-"`
 	// Name identifies the job within its service: 1-40 lowercase letters,
 	// digits and '-'. Default: derived from the path and a hash of the
 	// schedule and path (see DefaultName), so renaming either makes a new job.
-	Name string
+	Name string `json:"name,omitempty"`
 	// Schedule is a standard 5-field cron expression (minute hour
 	// day-of-month month day-of-week) or @hourly, @daily, @weekly,
 	// @monthly, @yearly, @every <duration>.
-	Schedule string
-	Method   string // GET HEAD POST PUT PATCH DELETE OPTIONS (default GET)
-	Path     string // starts with '/', may carry a query
-	Body     string // not with GET or HEAD
-	Header   http.Header
+	Schedule string      `json:"schedule"`
+	Method   string      `json:"method,omitempty"` // GET HEAD POST PUT PATCH DELETE OPTIONS (default GET)
+	Path     string      `json:"path"`             // starts with '/', may carry a query
+	Body     string      `json:"body,omitempty"`   // not with GET or HEAD
+	Header   http.Header `json:"header,omitempty"`
 	// TimeZone is the IANA zone the schedule is read in (default UTC, so a
 	// schedule means the same on every host).
-	TimeZone string
-	// Timeout bounds one attempt (default 1m).
-	Timeout time.Duration
+	TimeZone string `json:"tz,omitempty"`
+	// Timeout bounds one attempt (default 1m); in JSON a number of
+	// nanoseconds or a string such as "30s".
+	Timeout duration.Duration `json:"timeout,omitempty"`
 	// Retries is how many times a failed attempt (5xx, 429, connection
 	// error) is retried (default 0: non-idempotent calls are retried only
 	// when asked).
-	Retries int
-	Overlap Overlap
+	Retries int `json:"retries,omitempty"`
+	// Overlap is skip (default), allow or replace.
+	Overlap Overlap `json:"overlap,omitempty"`
+}
+
+// For is j, as declared, as the job of service, defaults filled in.
+func (j Job) For(service string) Job {
+	j.Service = service
+	return j.WithDefaults()
 }
 
 // Overlap says what a tick does while the job's previous run is still running.
@@ -91,9 +106,6 @@ const (
 	MaxRetries     = 10
 )
 
-// nameRE is the scaler's service name rule, for job names too.
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
-
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // WithDefaults returns j with every unset field at its default.
@@ -108,7 +120,7 @@ func (j Job) WithDefaults() Job {
 		j.TimeZone = "UTC"
 	}
 	if j.Timeout == 0 {
-		j.Timeout = DefaultTimeout
+		j.Timeout = duration.Duration(DefaultTimeout)
 	}
 	if len(j.Header) == 0 {
 		j.Header = nil // so an empty header compares equal to none on reload
@@ -151,14 +163,15 @@ func (j Job) Validate() error {
 
 // parse validates j and reads its schedule.
 func (j Job) parse() (schedule, error) {
-	if !nameRE.MatchString(j.Service) {
-		return schedule{}, fmt.Errorf("cron job %q: service name %q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", j.Name, j.Service)
+	if err := scaler.CheckName(j.Service); err != nil {
+		return schedule{}, fmt.Errorf("cron job %q: service name %w", j.Name, err)
 	}
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("cron job %q of service %s: "+format, append([]any{j.Name, j.Service}, args...)...)
 	}
-	if !nameRE.MatchString(j.Name) {
-		return schedule{}, errf("name %q is invalid: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit", j.Name)
+	// A job's name follows the service name's rule.
+	if err := scaler.CheckName(j.Name); err != nil {
+		return schedule{}, errf("name %w", err)
 	}
 	loc, err := time.LoadLocation(j.TimeZone)
 	if err != nil {

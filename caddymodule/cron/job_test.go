@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/caddymodule/internal/duration"
+	"github.com/podcell/podcell/scaler"
 )
 
 func TestValidateNamesJobAndField(t *testing.T) {
@@ -33,7 +36,7 @@ func TestValidateNamesJobAndField(t *testing.T) {
 		{"fragment", func(j *Job) { j.Path = "/x#y" }, `must not contain spaces or '#'`},
 		{"negative retries", func(j *Job) { j.Retries = -1 }, `cron job "nightly" of service hello: retries -1 is out of range: use 0 to 10`},
 		{"too many retries", func(j *Job) { j.Retries = 11 }, `retries 11 is out of range`},
-		{"negative timeout", func(j *Job) { j.Timeout = -time.Second }, `timeout -1s must be positive`},
+		{"negative timeout", func(j *Job) { j.Timeout = duration.Duration(-time.Second) }, `timeout -1s must be positive`},
 		{"name", func(j *Job) { j.Name = "Nightly_Job" }, `cron job "Nightly_Job" of service hello: name "Nightly_Job" is invalid`},
 		{"long name", func(j *Job) { j.Name = strings.Repeat("a", 41) }, `is invalid: use 1-40 lowercase letters`},
 		{"service", func(j *Job) { j.Service = "Hello World" }, `cron job "nightly": service name "Hello World" is invalid`},
@@ -73,7 +76,7 @@ func TestValidateAccepts(t *testing.T) {
 
 func TestWithDefaults(t *testing.T) {
 	j := Job{Service: "hello", Schedule: "@hourly", Path: "/x", Header: http.Header{}}.WithDefaults()
-	if j.Method != "GET" || j.TimeZone != "UTC" || j.Timeout != time.Minute || j.Overlap != OverlapSkip || j.Header != nil || j.Name == "" {
+	if j.Method != "GET" || j.TimeZone != "UTC" || j.Timeout != duration.Duration(time.Minute) || j.Overlap != OverlapSkip || j.Header != nil || j.Name == "" {
 		t.Fatalf("defaults: %+v", j)
 	}
 }
@@ -92,8 +95,8 @@ func TestDefaultName(t *testing.T) {
 		DefaultName("@every 1h", "/"+strings.Repeat("very-long-segment/", 10)),
 		DefaultName("", "/---/"),
 	} {
-		if !nameRE.MatchString(n) {
-			t.Errorf("default name %q is not a valid name", n)
+		if err := scaler.CheckName(n); err != nil {
+			t.Errorf("default name %q is not a valid name: %v", n, err)
 		}
 	}
 	if DefaultName("0 3 * * *", "/") != "cron-"+DefaultName("0 3 * * *", "/")[5:] {
@@ -115,5 +118,25 @@ func TestOverlapText(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"Overlap":"queue"}`), &v); err == nil || !strings.Contains(err.Error(), "use skip, allow or replace") {
 		t.Fatalf("bad overlap: %v", err)
+	}
+}
+
+// A job's JSON is what the store keeps and the admin API takes: the names
+// the controller's CronJob had before it became this type, no service
+// (a job is kept under its service), the timeout as nanoseconds or "30s".
+func TestJobJSON(t *testing.T) {
+	j := Job{Service: "web", Name: "nightly", Schedule: "@daily", Method: "POST", Path: "/x", Body: "b",
+		Header: http.Header{"X-A": {"1"}}, TimeZone: "Europe/Berlin", Timeout: duration.Duration(30 * time.Second), Retries: 2, Overlap: OverlapReplace}
+	b, err := json.Marshal(j)
+	want := `{"name":"nightly","schedule":"@daily","method":"POST","path":"/x","body":"b","header":{"X-A":["1"]},"tz":"Europe/Berlin","timeout":30000000000,"retries":2,"overlap":"replace"}`
+	if err != nil || string(b) != want {
+		t.Fatalf("%s, %v\nwant %s", b, err, want)
+	}
+	var back Job
+	if err := json.Unmarshal([]byte(`{"schedule":"@daily","path":"/x","timeout":"1m"}`), &back); err != nil || time.Duration(back.Timeout) != time.Minute {
+		t.Fatalf("timeout \"1m\": %v, %v", back.Timeout, err)
+	}
+	if b, _ := json.Marshal(Job{Schedule: "@hourly", Path: "/"}); string(b) != `{"schedule":"@hourly","path":"/"}` {
+		t.Errorf("a declared job with defaults unset: %s", b)
 	}
 }

@@ -3,6 +3,8 @@ package cron
 import (
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/caddymodule/internal/duration"
 )
 
 func mustSchedule(t *testing.T, expr, tz string) schedule {
@@ -128,7 +130,7 @@ func TestCatchUp(t *testing.T) {
 
 func TestBudget(t *testing.T) {
 	now := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
-	j := Job{Timeout: 10 * time.Second, Retries: 5}
+	j := Job{Timeout: duration.Duration(10 * time.Second), Retries: 5}
 	for _, tc := range []struct {
 		next time.Time
 		want time.Duration

@@ -460,10 +460,11 @@ func (s *Scheduler) start(e *entry, scheduled, now time.Time, manual bool) (Run,
 // later than the job's next fire time, so retries do not run into the next
 // tick. A run always gets one full Timeout, even when it started late.
 func budget(j Job, now, next time.Time) time.Duration {
-	b := j.Timeout * time.Duration(j.Retries+1)
+	timeout := time.Duration(j.Timeout)
+	b := timeout * time.Duration(j.Retries+1)
 	if !next.IsZero() {
 		if until := next.Sub(now); until < b {
-			b = max(until, j.Timeout)
+			b = max(until, timeout)
 		}
 	}
 	return b

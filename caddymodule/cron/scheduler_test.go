@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podcell/podcell/caddymodule/internal/duration"
 )
 
 var t0 = time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
@@ -479,7 +481,7 @@ func TestRunTimeBounded(t *testing.T) {
 		rt := server(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 		h := newHarness(t, t0, rt)
 		j := hourly()
-		j.Timeout, j.Retries = 50*time.Millisecond, 2
+		j.Timeout, j.Retries = duration.Duration(50*time.Millisecond), 2
 		h.set(j)
 		h.advance(time.Hour)
 		r := h.waitRuns(1)[0]
@@ -494,7 +496,7 @@ func TestRunTimeBounded(t *testing.T) {
 		})
 		h := newHarness(t, t0, rt)
 		j := hourly()
-		j.Timeout, j.Retries = 100*time.Millisecond, 3
+		j.Timeout, j.Retries = duration.Duration(100*time.Millisecond), 3
 		h.set(j)
 		h.advance(time.Hour)
 		r := h.waitRuns(1)[0]

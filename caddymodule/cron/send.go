@@ -28,7 +28,7 @@ func (s *Scheduler) send(ctx context.Context, r *run) Run {
 	c := retryablehttp.NewClient()
 	c.HTTPClient = &http.Client{
 		Transport: tr,
-		Timeout:   j.Timeout,
+		Timeout:   time.Duration(j.Timeout),
 		// A redirect is the service's answer, not something to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

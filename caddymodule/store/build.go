@@ -11,12 +11,12 @@ import (
 
 func buildPrefix(service string) string { return "build/" + service + "/" }
 
-// PutBuild stores build id of service (v: its record and log) and drops
-// the oldest beyond keep.
+// PutBuild stores build id of service (v: its record and log, a JSON
+// object, stored with "v": BuildFormat) and drops the oldest beyond keep.
 func (s *Store) PutBuild(service string, id int, v any, keep int) error {
 	prefix := buildPrefix(service)
 	return s.update(func(txn *badger.Txn) error {
-		if err := setJSON(txn, fmt.Sprintf("%s%010d", prefix, id), v); err != nil {
+		if err := setVersioned(txn, fmt.Sprintf("%s%010d", prefix, id), v, BuildFormat); err != nil {
 			return err
 		}
 		return keepNewest(txn, prefix, keep)

@@ -24,9 +24,12 @@ func cronRunPrefix(service, job string) string { return "cronrun/" + service + "
 
 func cronSecretKey(service string) string { return "cronsecret/" + service }
 
-// PutCronJob stores a job added through the admin API.
+// PutCronJob stores a job added through the admin API (v: a JSON object,
+// stored with "v": CronJobFormat).
 func (s *Store) PutCronJob(service, job string, v any) error {
-	return s.Put(cronJobPrefix(service)+job, v)
+	return s.update(func(txn *badger.Txn) error {
+		return setVersioned(txn, cronJobPrefix(service)+job, v, CronJobFormat)
+	})
 }
 
 // CronJobs decodes every job of service added through the admin API as a

@@ -32,9 +32,6 @@ type Service struct {
 	Version uint64 `json:"version"`
 }
 
-// ServiceFormat is the format of the Service records this code writes.
-const ServiceFormat = 2
-
 func serviceKey(name string) string { return "service/" + name }
 
 // Service reads one service; ErrNotFound if the store has none by that name.
@@ -104,6 +101,7 @@ func (s *Store) DeleteService(name string) error {
 // id and image) and the API's env vars at the time, so it can be rolled
 // back to.
 type Revision struct {
+	V       int               `json:"v,omitempty"` // the record's format: RevisionFormat
 	Seq     int               `json:"seq"`
 	ID      string            `json:"id"` // the scaler's revision
 	Image   string            `json:"image"`
@@ -148,6 +146,7 @@ func (s *Store) AddRevision(service string, r Revision) (Revision, bool, error) 
 		if r.Created.IsZero() {
 			r.Created = time.Now().UTC()
 		}
+		r.V = RevisionFormat
 		if err := setJSON(txn, revisionKey(service, r.Seq), &r); err != nil {
 			return err
 		}

@@ -181,6 +181,75 @@ func listKeyed(txn *badger.Txn, prefix string, newItem func(key string) any) err
 	return nil
 }
 
+// Record formats. Each kind of record has the format this code writes; a
+// record written before formats existed has no "v" and is format 1. A
+// change to a kind's JSON raises its format, and the controller migrates
+// the older records when it opens the store (controller/migrate.go). A
+// record of a newer format than this code's stops the store from opening
+// (CheckFormats), so an older podcell never rewrites what it does not
+// understand.
+const (
+	ServiceFormat  = 2 // 1: the spec was the podcell handler's JSON (see Service.V)
+	RevisionFormat = 1
+	BuildFormat    = 1
+	CronJobFormat  = 1
+)
+
+// formats are the versioned kinds of records by key prefix. Cron runs and
+// secrets are not versioned.
+var formats = []struct {
+	prefix, kind string
+	format       int
+}{
+	{"service/", "service", ServiceFormat},
+	{"revision/", "revision", RevisionFormat},
+	{"build/", "build", BuildFormat},
+	{"cron/", "cron job", CronJobFormat},
+}
+
+// CheckFormats refuses a store that holds a record of a newer format than
+// this code writes, naming the record.
+func (s *Store) CheckFormats() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		for _, f := range formats {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(f.prefix)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				var rec struct {
+					V int `json:"v"`
+				}
+				if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &rec) }); err != nil {
+					continue // not ours to judge: its reader reports it
+				}
+				if rec.V > f.format {
+					key := strings.TrimPrefix(string(it.Item().Key()), f.prefix)
+					it.Close()
+					return fmt.Errorf("store: %s record %s has format %d, newer than this podcell's %d: run the podcell that wrote it, or a newer one",
+						f.kind, key, rec.V, f.format)
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+}
+
+// setVersioned is setJSON for a record whose type the store does not
+// know (v marshals to a JSON object without a "v"): it adds "v": format.
+func setVersioned(txn *badger.Txn, key string, v any, format int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) < 2 || b[0] != '{' {
+		return fmt.Errorf("store: %s: a record must be a JSON object, not %.20s", key, b)
+	}
+	out := fmt.Appendf(nil, `{"v":%d`, format)
+	if string(b) != "{}" {
+		out = append(out, ',')
+	}
+	return txn.Set([]byte(key), append(out, b[1:]...))
+}
+
 // deletePrefix removes every key under prefix.
 func deletePrefix(txn *badger.Txn, prefix string) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})

@@ -374,3 +374,45 @@ func TestBrokenKeyFile(t *testing.T) {
 		t.Fatalf("temporary key files left: %v", left)
 	}
 }
+
+// Each versioned kind of record is written with its format, and a store
+// whose records are all of this code's formats (or older) passes
+// CheckFormats; one newer record of any kind does not.
+func TestRecordsCarryTheirFormat(t *testing.T) {
+	s := openT(t, t.TempDir(), testKey(t))
+	defer s.Close()
+	if err := setEnv(s, "svc", map[string]string{"A": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddRevision("svc", Revision{ID: "r1", Image: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBuild("svc", 1, map[string]any{"id": 1}, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCronJob("svc", "tick", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int{"service/svc": ServiceFormat, "revision/svc/0000000001": RevisionFormat,
+		"build/svc/0000000001": BuildFormat, "cron/svc/tick": CronJobFormat} {
+		var rec map[string]any
+		if err := s.Get(key, &rec); err != nil || rec["v"] != float64(want) {
+			t.Errorf("%s: %v, %v; want v %d", key, rec, err, want)
+		}
+	}
+	if err := s.CheckFormats(); err != nil {
+		t.Fatal(err)
+	}
+	// Format 1 without "v", as written before formats.
+	s.Put("build/old/0000000001", map[string]any{"id": 1})
+	if err := s.CheckFormats(); err != nil {
+		t.Fatalf("a record without v: %v", err)
+	}
+	if err := s.PutBuild("svc", 2, []int{1}, 5); err == nil {
+		t.Error("a build record that is not a JSON object was stored")
+	}
+	s.Put("cron/svc/next", map[string]any{"v": CronJobFormat + 1})
+	if err := s.CheckFormats(); err == nil || !strings.Contains(err.Error(), "cron job record svc/next has format 2, newer") {
+		t.Errorf("a newer cron job record: %v", err)
+	}
+}
