@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -319,7 +320,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // proxy proxies the request to an instance the gateway holds for it. An
 // instance that refuses the connection has just exited (its event is on
 // the way) or is going; nothing reached the app and nothing was answered,
-// so the gateway gives the request to another instance, once.
+// so the gateway gives the request to another instance, once. So does an
+// instance that resets the connection before any answer to a request that
+// is safe to send again (GET, HEAD, OPTIONS, TRACE with no body, as RFC
+// 9110 section 9.2.2 allows a client to retry): an app that exits resets
+// the connections still waiting in its listen queue, which its shutdown
+// never accepted (Go's transport retries only on a reused connection).
 func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverseproxy.Handler, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	var proxyErr error
@@ -332,7 +338,7 @@ func proxy(w *statusWriter, r *http.Request, gw *controller.Gateway, rp *reverse
 		switch {
 		case proxyErr == nil:
 			return nil
-		case w.status == 0 && isDialError(proxyErr):
+		case w.status == 0 && (isDialError(proxyErr) || resetBeforeAnswer(r, proxyErr)):
 			return scaler.ErrRefused
 		}
 		return errProxied
@@ -368,6 +374,17 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// resetBeforeAnswer reports a connection the instance reset (nothing was
+// answered: the caller checks that) for a request that can be sent again.
+func resetBeforeAnswer(r *http.Request, err error) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	default:
+		return false
+	}
+	return (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) && errors.Is(err, syscall.ECONNRESET)
+}
 
 // isDialError is errors.As in a func of its own: its target escapes, and
 // declared on the request path it would be allocated for every request,

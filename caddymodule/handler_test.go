@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,6 +260,57 @@ func TestProxyRetriesRefusedConnectionOnce(t *testing.T) {
 	}
 	if s := e.svc.Snapshot(); s.Inflight != 0 {
 		t.Fatalf("%d requests in flight after they all ended", s.Inflight)
+	}
+}
+
+// An instance that resets the connection before answering (an app that
+// exits resets what waits in its listen queue) costs a GET nothing: it goes
+// to another instance, once, as a refused one does. A request with a body
+// is not sent twice: its answer is the proxy's 502.
+func TestProxyRetriesResetGetOnce(t *testing.T) {
+	e := newProxyEnv(t)
+	var resetting atomic.Value // the address whose connections are reset
+	resetting.Store("")
+	e.f.SetHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr).String()
+		if local == resetting.Load().(string) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.(*net.TCPConn).SetLinger(0) // close sends RST
+			conn.Close()
+			return
+		}
+		io.WriteString(w, local)
+	}))
+	rec, err := e.get("/")
+	if err != nil || rec.Code != 200 {
+		t.Fatalf("first request: %d %v", rec.Code, err)
+	}
+	first := rec.Body.String()
+	resetting.Store(first)
+	if rec, err = e.get("/"); err != nil || rec.Code != 200 || rec.Body.String() == first {
+		t.Fatalf("GET to a resetting instance: %d %q %v; want 200 from another instance", rec.Code, rec.Body, err)
+	}
+	if r := e.ready(); len(r) != 1 || r[0] == first {
+		t.Fatalf("ready instances %v; want only the new one, not %s", r, first)
+	}
+
+	second := e.ready()[0]
+	resetting.Store(second)
+	rec = httptest.NewRecorder()
+	r := caddyhttp.PrepareRequest(httptest.NewRequest("POST", "/", strings.NewReader("x")), caddy.NewReplacer(), rec, &caddyhttp.Server{})
+	sw := &statusWriter{}
+	sw.ResponseWriter = rec
+	err = proxy(sw, r, e.gw, e.rp, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadGateway {
+		t.Fatalf("POST to a resetting instance: %v; want the proxy's 502, not a second send", err)
+	}
+	if r := e.ready(); len(r) != 1 || r[0] != second {
+		t.Fatalf("ready instances %v after a POST's reset; want %s kept", r, second)
 	}
 }
 
