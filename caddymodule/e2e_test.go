@@ -264,6 +264,17 @@ func (c *caddyProc) stop() {
 			c.rt.RemoveNetwork(ctx, n.Name)
 		}
 	}
+	// The host devices that shaped what instances sent (IFBs) carry their
+	// owner in their alias (see scaler/shape.go): each goes with its
+	// container.
+	aliases, _ := filepath.Glob("/sys/class/net/*/ifalias")
+	for _, f := range aliases {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "owner="+c.owner+" ") {
+			dev := filepath.Base(filepath.Dir(f))
+			c.t.Errorf("host device %s (%s) left behind after caddy stopped", dev, strings.TrimSpace(string(b)))
+			exec.Command("ip", "link", "del", dev).Run()
+		}
+	}
 }
 
 func tail(s string, n int) string {
