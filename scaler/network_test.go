@@ -188,20 +188,7 @@ func TestNetworkSandbox(t *testing.T) {
 // shaped. It returns the IFB's name.
 func checkHostShaped(t *testing.T, rt *scaler.Podman, name, id string, mbit float64) string {
 	t.Helper()
-	info, err := rt.Inspect(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.GetFromPid(info.Pid)
-	if err != nil {
-		t.Fatalf("%s: network namespace: %v", name, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	_, h := instanceNetlink(t, rt, id)
 	eth0, err := h.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)
@@ -443,20 +430,7 @@ func TestRootlessNetworkSandbox(t *testing.T) {
 // its lo carries an htb with one class per direction at the instance's rate.
 func checkLoopbackShaped(t *testing.T, rt *scaler.Podman, id string, mbit float64) {
 	t.Helper()
-	info, err := rt.Inspect(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.GetFromPid(info.Pid)
-	if err != nil {
-		t.Fatalf("network namespace of %s: %v", info.Name, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	info, h := instanceNetlink(t, rt, id)
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)
@@ -674,20 +648,39 @@ func foreignBridge(t *testing.T) (hostAddr, guestAddr string) {
 	return hl.Addr().String(), gl.Addr().String()
 }
 
-// fencedRoute checks that the instance whose process is pid routes dst as
-// unreachable.
-func fencedRoute(t *testing.T, pid int, dst *net.IPNet) {
+// instanceNetlink inspects the container id and opens a netlink handle in
+// its network namespace, closed at the test's end.
+func instanceNetlink(t *testing.T, rt *scaler.Podman, id string) (scaler.ContainerInfo, *netlink.Handle) {
 	t.Helper()
-	ns, err := netns.GetFromPid(pid)
+	info, err := rt.Inspect(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Close()
+	return info, pidNetlink(t, info.Pid)
+}
+
+// pidNetlink opens a netlink handle in the network namespace of process
+// pid, closed at the test's end.
+func pidNetlink(t *testing.T, pid int) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		t.Fatalf("network namespace of process %d: %v", pid, err)
+	}
+	t.Cleanup(func() { ns.Close() })
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(h.Close)
+	return h
+}
+
+// fencedRoute checks that the instance whose process is pid routes dst as
+// unreachable.
+func fencedRoute(t *testing.T, pid int, dst *net.IPNet) {
+	t.Helper()
+	h := pidNetlink(t, pid)
 	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
