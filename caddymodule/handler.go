@@ -321,8 +321,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // instance that refuses the connection has just exited (its event is on
 // the way) or is going; nothing reached the app and nothing was answered,
 // so the gateway gives the request to another instance, once. So does an
-// instance that resets the connection before any answer to a request that
-// is safe to send again (GET, HEAD, OPTIONS, TRACE with no body, as RFC
+// instance that resets the connection before any answer (the request may
+// have reached the app) to a request that is safe to send again (GET, HEAD, OPTIONS, TRACE with no body, as RFC
 // 9110 section 9.2.2 allows a client to retry): an app that exits resets
 // the connections still waiting in its listen queue, which its shutdown
 // never accepted (Go's transport retries only on a reused connection).
